@@ -1,0 +1,47 @@
+"""gaussnewton: Gauss–Newton and Levenberg–Marquardt for least squares and neural networks.
+
+Public API (everything else is internal):
+
+* :func:`least_squares` — SciPy-like nonlinear least squares (LM / GN), N ≥ p and N < p.
+* :func:`fit` — full-batch GN / LM / GD training of any ``torch.nn.Module``.
+* :class:`MLP` — the paper's NTK-parameterized network (re-centred, output scale α).
+* :mod:`~gaussnewton.damping`, :mod:`~gaussnewton.losses`, :mod:`~gaussnewton.linsolve`,
+  :mod:`~gaussnewton.datasets`, :mod:`~gaussnewton.problems` — the building blocks.
+"""
+
+from . import damping as damping
+from . import datasets as datasets
+from . import linsolve as linsolve
+from . import losses as losses
+from . import problems as problems
+from ._errors import GaussNewtonError as GaussNewtonError
+from ._errors import NonFiniteError as NonFiniteError
+from .fit import fit as fit
+from .least_squares import least_squares as least_squares
+from .linsolve import NumericalWarning as NumericalWarning
+from .models import MLP as MLP
+from .result import FitResult as FitResult
+from .result import IterationInfo as IterationInfo
+from .result import LeastSquaresResult as LeastSquaresResult
+from .result import Termination as Termination
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FitResult",
+    "GaussNewtonError",
+    "IterationInfo",
+    "LeastSquaresResult",
+    "MLP",
+    "NonFiniteError",
+    "NumericalWarning",
+    "Termination",
+    "__version__",
+    "damping",
+    "datasets",
+    "fit",
+    "least_squares",
+    "linsolve",
+    "losses",
+    "problems",
+]

@@ -1,0 +1,256 @@
+r"""Full-batch training of a ``torch.nn.Module`` by Gauss–Newton, Levenberg–Marquardt or GD.
+
+Objective (spec Convention A): the empirical risk :math:`R(u) = \frac1n\sum_j \ell(u_j, y_j)`
+of the model outputs ``u = model(X)``. With ``J_m`` the Jacobian of the model outputs and α
+the output scale (``model.alpha`` for :class:`~gaussnewton.MLP`), the paper's quantities are
+``J_F = J_m/α``, ``K = J_F J_Fᵀ/n`` and the GN-DT step (eq. 13)
+
+.. math::
+   \theta_{k+1} = \theta_k - \eta\,\alpha^{-2}\,(J_F^\top\Lambda J_F/n + \rho_k I)^{-1}\nabla_\theta R
+               = \theta_k - \eta\,(J_m^\top\Lambda J_m + n\alpha^2\rho_k I)^{-1} J_m^\top g,
+
+solved in p×p or n×n form (push-through) as :mod:`gaussnewton.linsolve` decides. ``"gd"`` is
+the gradient-flow baseline :math:`\theta_{k+1} = \theta_k - \eta\,\alpha^{-2}\nabla_\theta R`,
+whose function-space dynamics is ``u̇ = −K r``. ``dynamics="euler"`` reads the same updates as
+Euler steps of the continuous flows (eq. 6) with Δt = ``lr`` and records ``t = k·Δt``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._driver import Objective, StepRule, Stopping, run
+from ._errors import (
+    GaussNewtonError,
+    check_choice,
+    check_positive,
+    check_positive_int,
+    to_float_tensor,
+)
+from .damping import DampingSchedule, get_damping
+from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver, lanczos_extremes
+from .losses import Loss, get_loss
+from .problems.network import NetworkProblem
+from .result import FitResult, History, IterationInfo, Termination
+
+__all__ = ["fit", "prepare_data"]
+
+
+def prepare_data(model: nn.Module, x: Any, y: Any, loss: Loss) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and convert ``X`` and ``y`` to the model's dtype and device.
+
+    Args:
+        model: the network (its first parameter sets dtype and device).
+        x: inputs (n, ...).
+        y: targets (n,) (or (n, k)); integer class labels for cross-entropy.
+        loss: the loss (decides whether y holds class labels).
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: X and y as tensors.
+
+    Raises:
+        GaussNewtonError: wrong types, shapes or an empty data set.
+        NonFiniteError: NaN or Inf in X or y.
+    """
+    if not isinstance(model, nn.Module):
+        raise GaussNewtonError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        raise GaussNewtonError("`model` has no parameters to train.")
+    if not first.is_floating_point():
+        raise GaussNewtonError(f"`model` parameters must be floating point; got {first.dtype}.")
+    xt = to_float_tensor("X", x, dtype=first.dtype, device=first.device)
+    if xt.ndim < 1 or xt.shape[0] == 0:
+        raise GaussNewtonError(f"`X` must have at least one sample (n >= 1); got shape {tuple(xt.shape)}.")
+    if loss.multi_output:
+        yt = torch.as_tensor(y.cpu().numpy() if isinstance(y, torch.Tensor) else y)
+        if yt.is_floating_point() and not bool(torch.all(yt == yt.round())):
+            raise GaussNewtonError("`y` must hold integer class labels for cross-entropy; got non-integer values.")
+        yt = yt.long().to(first.device)
+        if yt.ndim != 1:
+            raise GaussNewtonError(f"`y` must be 1-D class labels of shape ({xt.shape[0]},); got {tuple(yt.shape)}.")
+    else:
+        yt = to_float_tensor("y", y, dtype=first.dtype, device=first.device)
+    if yt.shape[0] != xt.shape[0]:
+        raise GaussNewtonError(
+            f"`X` and `y` must have the same number of samples; got X with {xt.shape[0]} and y with {yt.shape[0]}."
+        )
+    return xt, yt
+
+
+def fit(
+    model: nn.Module,
+    X: Any,
+    y: Any,
+    *,
+    method: str = "gn",
+    damping: DampingSchedule | str | float | None = None,
+    lr: float = 1.0,
+    steps: int = 100,
+    loss: str | Loss = "squared",
+    dynamics: str = "discrete",
+    callback: Callable[[IterationInfo], bool | None] | None = None,
+    track_kernel: bool = False,
+    alpha: float | None = None,
+    solver: str | LinearSolver = "auto",
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    target_loss: float | None = None,
+    params: Iterable[torch.Tensor] | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
+
+    Args:
+        model: any ``nn.Module`` mapping X (n, ...) to outputs (n,) or (n, k); trained in place.
+        X: inputs (tensor, array or list), n rows.
+        y: targets (n,) (or (n, k)); class labels (n,) for ``loss="cross_entropy"``.
+        method: ``"gn"`` (GN-DT, eq. 13, every step accepted), ``"lm"`` (gain-ratio trust
+            region, rejected steps retried) or ``"gd"`` (gradient descent / gradient flow).
+        damping: schedule for ``"gn"`` (default: ρ = 0 if p < n, :class:`Adaptive` (κ = 1) if
+            p ≥ n) or trust-region rule for ``"lm"`` (default :class:`Nielsen`); a number
+            means a constant ρ. ρ is in the paper's units (Convention A).
+        lr: step size η (Euler Δt for ``dynamics="euler"``).
+        steps: number of steps (trial steps for ``"lm"``).
+        loss: ``"squared"``, ``"pseudo_huber"``, ``"log_cosh"``, ``"logistic"``,
+            ``"cross_entropy"`` or a Loss; non-squared losses use the generalized GN matrix
+            JᵀΛJ.
+        dynamics: ``"discrete"`` or ``"euler"`` (records continuous time ``t``).
+        callback: called after each step with an IterationInfo; return True to stop.
+        track_kernel: record λ_min, λ_max of K_t (of G_t = J_FᵀJ_F/n if p < n) every step.
+        alpha: output scale α for the paper's units (default ``model.alpha`` or 1).
+        solver: linear solver (see :func:`gaussnewton.linsolve.get_solver`).
+        memory_budget: bytes for dense Jacobians and Gram matrices.
+        target_loss: stop as soon as the loss ≤ this value.
+        params: train only these parameters of ``model`` (default: all with requires_grad).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        FitResult: final parameters, loss, status and per-step history.
+
+    Raises:
+        GaussNewtonError: bad arguments (each message names the argument).
+        NonFiniteError: NaN/Inf in X, y or the initial loss.
+
+    Example:
+        >>> import torch, gaussnewton as gn
+        >>> X, y = gn.datasets.single_index(50, 3, seed=0)
+        >>> net = gn.MLP(3, width=100, alpha=4.0, seed=0)     # p = 300 > n = 50
+        >>> res = gn.fit(net, X, y, method="gn", damping=gn.damping.Adaptive(1.0), steps=20)
+        >>> res.loss < 1e-4 * res.initial_loss
+        True
+    """
+    method = check_choice("method", method, ("gn", "lm", "gd"))
+    dynamics = check_choice("dynamics", dynamics, ("discrete", "euler"))
+    lr = check_positive("lr", lr)
+    steps = int(check_positive_int("steps", steps))  # type: ignore[arg-type]
+    loss_fn = get_loss(loss)
+    xt, yt = prepare_data(model, X, y, loss_fn)
+    problem = NetworkProblem(model, xt, params=params, memory_budget=memory_budget)
+    if not loss_fn.multi_output and tuple(yt.shape) != problem.output_shape:
+        if yt.numel() != problem.n_outputs:
+            raise GaussNewtonError(
+                f"`y` must match the model output shape {problem.output_shape}; got {tuple(yt.shape)}."
+            )
+        yt = yt.reshape(problem.output_shape)
+    a = alpha if alpha is not None else float(getattr(model, "alpha", 1.0))
+    a = check_positive("alpha", a)
+    n = xt.shape[0]
+    objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a)
+    theta0 = problem.get_flat()
+    bar = _progress_bar(steps, method) if progress else None
+    on_row = (lambda hist: _advance(bar, hist)) if bar is not None else None
+    stopping = Stopping(max_steps=steps, target_cost=target_loss)
+    try:
+        if method == "gd":
+            out_theta, cost0, cost, term, history = _gradient_descent(
+                objective, theta0, lr / (a * a), stopping, callback, track_kernel, on_row)
+        else:
+            p = problem.n_params
+            if method == "gn":
+                schedule = get_damping(damping, "none" if p < problem.n_outputs else "adaptive")
+                if schedule.trust_region:
+                    raise GaussNewtonError(f"`damping` {schedule!r} is a trust-region rule; use method='lm' with it.")
+                rule = StepRule.FIXED
+            else:
+                schedule = get_damping(damping, "nielsen")
+                if not schedule.trust_region:
+                    raise GaussNewtonError(f"`damping` for method='lm' must be a trust-region rule (Nielsen, Marquardt); got {schedule!r}.")
+                rule = StepRule.TRUST_REGION
+            linsolver = get_solver(solver, problem.n_outputs, p, theta0.element_size(), memory_budget)
+            out = run(objective, theta0, schedule, linsolver, rule=rule, lr=lr if method == "gn" else 1.0,
+                      stopping=stopping, callback=callback, track_kernel=track_kernel, on_row=on_row,
+                      start_name="model(X)")
+            out_theta, cost0, cost, term, history = out.theta, out.initial_cost, out.cost, out.termination, out.history
+    finally:
+        if bar is not None:
+            bar.close()
+    problem.set_flat(out_theta)
+    hist = history.as_dict()
+    hist["loss"] = hist["cost"]
+    if dynamics == "euler":
+        hist["t"] = [lr * (k + 1) for k in range(len(history))]
+    return FitResult(params=out_theta, loss=cost, initial_loss=cost0, steps=len(history), status=term.value,
+                     message=term.message, success=term.success, termination=term, history=hist)
+
+
+def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping: Stopping,
+                      callback: Callable[[IterationInfo], bool | None] | None, track_kernel: bool,
+                      on_row: Callable[[History], None] | None) -> tuple[torch.Tensor, float, float, Termination, History]:
+    """θ ← θ − η·∇R(θ) (η already divided by α²); NaN stops with the last finite θ."""
+    theta = theta0.clone()
+    u = obj.problem.outputs(theta).detach()
+    cost0 = cost = obj.cost(u)
+    if not math.isfinite(cost):
+        from ._errors import NonFiniteError
+        raise NonFiniteError(f"The cost at `model(X)` must be finite; got {cost}.")
+    history = History()
+    term = Termination.STEPS_DONE
+    assert stopping.max_steps is not None
+    for k in range(stopping.max_steps):
+        g_u = obj.loss.grad(u, obj.target).reshape(-1)
+        grad = obj.weight * obj.problem.vjp(theta, g_u)
+        lam = None
+        if track_kernel:
+            jac = obj.problem.jacobian(theta)
+            lam = lanczos_extremes(jac) / obj.unit if min(jac.shape) > 2 else None
+        step = -eta * grad
+        trial = theta + step
+        trial_u = obj.problem.outputs(trial).detach()
+        trial_cost = obj.cost(trial_u)
+        accepted = math.isfinite(trial_cost)
+        if accepted:
+            theta, u, cost = trial, trial_u, trial_cost
+        history.record(cost=cost, grad_norm=float(grad.abs().max()), damping=math.inf,
+                       step_norm=float(step.norm()), accepted=accepted,
+                       param_distance=float((theta - theta0).norm()),
+                       lambda_min=float(lam[0]) if lam is not None else math.nan,
+                       lambda_max=float(lam[-1]) if lam is not None else math.nan, nfev=k + 2)
+        if on_row is not None:
+            on_row(history)
+        if not accepted:
+            term = Termination.NONFINITE
+            break
+        if callback is not None and callback(IterationInfo(k + 1, theta.clone(), cost, float(grad.abs().max()),
+                                                           math.inf, float(step.norm()), True)):
+            term = Termination.CALLBACK
+            break
+        if stopping.target_cost is not None and cost <= stopping.target_cost:
+            term = Termination.TARGET
+            break
+    return theta, cost0, cost, term, history
+
+
+def _progress_bar(total: int, method: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"fit[{method}]", leave=False)
+
+
+def _advance(bar: Any, history: History) -> None:
+    bar.update(1)
+    bar.set_postfix(loss=f"{history.rows['cost'][-1]:.3e}", refresh=False)

@@ -1,0 +1,164 @@
+r"""SciPy-like nonlinear least squares: minimize cost(x) = ½‖r(x)‖².
+
+``method="lm"`` is Levenberg–Marquardt with a gain-ratio trust region: each iterate solves
+
+.. math::  (J^\top J + \rho D)\,\delta = -J^\top r
+
+and accepts the step when the gain ratio (actual / predicted reduction of the cost) is
+positive; the damping rule (Nielsen by default) updates ρ from the gain ratio. Rejected steps
+re-solve with the new ρ without recomputing J. ``method="gn"`` is undamped Gauss–Newton with a
+step-halving safeguard. Unlike MINPACK, both work when N < p: the kernel (N×N) form of the
+system is used and, with ρ = 0, the minimum-norm step.
+
+Termination follows SciPy: ``ftol`` (relative cost reduction), ``xtol`` (relative step),
+``gtol`` (‖Jᵀr‖∞), ``max_nfev``; status codes and messages are those of
+:class:`~gaussnewton.result.Termination`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ._driver import Objective, StepRule, Stopping, run
+from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive_int, to_float_tensor
+from .damping import DampingSchedule, get_damping
+from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
+from .losses import Squared
+from .problems.functional import FunctionProblem
+from .result import IterationInfo, LeastSquaresResult
+
+__all__ = ["least_squares"]
+
+_TABLE_HEADER = f"{'Iteration':>10} {'nfev':>6} {'Cost':>14} {'Cost reduction':>15} {'Step norm':>11} {'Optimality':>11} {'Damping':>10}"
+
+
+def least_squares(
+    fun: Callable[[torch.Tensor], Any],
+    x0: Any,
+    *,
+    method: str = "lm",
+    jac: Callable[[torch.Tensor], Any] | None = None,
+    ftol: float = 1e-8,
+    xtol: float = 1e-8,
+    gtol: float = 1e-8,
+    max_nfev: int | None = None,
+    damping: DampingSchedule | str | float | None = None,
+    solver: str | LinearSolver = "auto",
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    callback: Callable[[IterationInfo], bool | None] | None = None,
+    verbose: int = 0,
+) -> LeastSquaresResult:
+    """Minimize ½‖fun(x)‖² by Levenberg–Marquardt or Gauss–Newton.
+
+    Args:
+        fun: ``fun(x) -> r``: x a 1-D tensor (p,), r a 1-D tensor (N,). Written with torch ops
+            so the Jacobian can be taken by automatic differentiation, unless ``jac`` is given.
+        x0: starting point, tensor / numpy array / list of p numbers. Computation is float64
+            unless ``x0`` is a float tensor of another dtype (its dtype and device are kept).
+        method: ``"lm"`` (Levenberg–Marquardt, trust region) or ``"gn"`` (undamped GN with
+            step halving).
+        jac: optional ``jac(x) -> (N, p)`` Jacobian (tensor or array).
+        ftol: relative cost-reduction tolerance (SciPy's definition); 0 disables.
+        xtol: relative step tolerance; 0 disables.
+        gtol: tolerance on ‖Jᵀr‖∞; 0 disables.
+        max_nfev: maximum number of evaluations of ``fun`` (default 100·max(p, 10)).
+        damping: for ``"lm"``: a trust-region rule (default :class:`~gaussnewton.damping.Nielsen`;
+            ``"marquardt"`` or ``Marquardt(scaling="diag")`` for MINPACK-like scaling).
+            For ``"gn"``: ignored unless a number ρ ≥ 0 (a constant damping).
+        solver: ``"auto"`` (p×p if N ≥ p, N×N if N < p, CG beyond ``memory_budget``),
+            ``"normal"``, ``"kernel"``, ``"cg"``, ``"lstsq"`` or a LinearSolver.
+        memory_budget: bytes allowed for the dense Jacobian and its Gram matrix.
+        callback: called after each trial step with an
+            :class:`~gaussnewton.result.IterationInfo`; return True to stop.
+        verbose: 0 silent, 1 final report, 2 a line per trial step (SciPy-style table).
+
+    Returns:
+        LeastSquaresResult: ``x, cost, fun, jac, grad, optimality, nfev, njev, status,
+        message, success`` with SciPy's meanings, plus ``history``.
+
+    Raises:
+        GaussNewtonError: bad arguments (each message names the argument).
+        NonFiniteError: ``x0`` or ``fun(x0)`` contains NaN/Inf.
+
+    Example:
+        >>> import torch, gaussnewton as gn
+        >>> t = torch.linspace(0, 1, 20, dtype=torch.float64)
+        >>> y = 2.0 * torch.exp(-1.5 * t)
+        >>> res = gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - y, [1.0, 1.0])
+        >>> bool(res.success), [round(v, 6) for v in res.x.tolist()]
+        (True, [2.0, 1.5])
+    """
+    check_choice("method", method, ("lm", "gn"))
+    if isinstance(x0, torch.Tensor) and x0.is_floating_point():
+        x = to_float_tensor("x0", x0, ndim=1)
+    else:
+        x = to_float_tensor("x0", x0, ndim=1, dtype=torch.float64)
+    if x.numel() == 0:
+        raise GaussNewtonError("`x0` must have at least one entry; got shape (0,).")
+    ftol, xtol, gtol = (check_nonneg(n, v) for n, v in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)))
+    eps = torch.finfo(x.dtype).eps
+    for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
+        if 0 < tol < eps:
+            warnings.warn(f"`{name}` = {tol} is below machine epsilon ({eps:.3g}) and effectively disables that test.",
+                          UserWarning, stacklevel=2)
+    if ftol == 0 and xtol == 0 and gtol == 0 and max_nfev is None:
+        raise GaussNewtonError("At least one of `ftol`, `xtol`, `gtol` must be > 0, or `max_nfev` set; got all tolerances 0.")
+    check_positive_int("max_nfev", max_nfev, allow_none=True)
+    if verbose not in (0, 1, 2):
+        raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
+
+    problem = FunctionProblem(fun, x, jac=jac, memory_budget=memory_budget)
+    n, p = problem.n_outputs, problem.n_params
+    if method == "lm":
+        schedule = get_damping(damping, "nielsen")
+        if not schedule.trust_region:
+            raise GaussNewtonError(
+                f"`damping` for method='lm' must be a trust-region rule (Nielsen, Marquardt); got {schedule!r}. "
+                "Use method='gn' for a fixed damping."
+            )
+        rule = StepRule.TRUST_REGION
+    else:
+        schedule = get_damping(damping if isinstance(damping, (int, float)) else None, "none")
+        rule = StepRule.HALVING
+    linsolver = get_solver(solver, n, p, x.element_size(), memory_budget)
+    stopping = Stopping(ftol=ftol, xtol=xtol, gtol=gtol,
+                        max_nfev=max_nfev if max_nfev is not None else 100 * max(p, 10))
+    objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0)
+    on_row = _print_row if verbose == 2 else None
+    if verbose == 2:
+        print(_TABLE_HEADER)
+    out = run(objective, x, schedule, linsolver, rule=rule, stopping=stopping,
+              callback=callback, on_row=on_row, start_name="fun(x0)")
+    lin = out.lin
+    grad = lin.grad if lin is not None else torch.zeros_like(x)
+    # the last linearization may be one step behind the returned x; refresh J and ∇ then
+    hist = out.history.as_dict()
+    if lin is None or (hist["accepted"] and hist["accepted"][-1]):
+        jac_final = problem.jacobian(out.theta) if linsolver.needs_dense else None
+        grad = (jac_final.T @ out.outputs) if jac_final is not None else problem.vjp(out.theta, out.outputs)
+    else:
+        jac_final = lin.jac
+    term = out.termination
+    if verbose >= 1:
+        print(f"{term.message} Function evaluations {out.nfev}, initial cost {out.initial_cost:.4e}, "
+              f"final cost {out.cost:.4e}, first-order optimality {float(grad.abs().max()):.2e}.")
+    return LeastSquaresResult(
+        x=out.theta, cost=out.cost, fun=out.outputs, jac=jac_final, grad=grad,
+        optimality=float(grad.abs().max()), nfev=out.nfev, njev=out.njev, nit=out.nit,
+        status=term.value, message=term.message, success=term.success, termination=term,
+        history=hist,
+    )
+
+
+def _print_row(history: Any) -> None:
+    rows = history.rows
+    k = len(history) - 1
+    prev = rows["cost"][k - 1] if k > 0 else None
+    red = "" if prev is None else f"{prev - rows['cost'][k]:.2e}"
+    print(f"{k + 1:>10} {rows['nfev'][k]:>6} {rows['cost'][k]:>14.6e} {red:>15} "
+          f"{rows['step_norm'][k]:>11.2e} {rows['grad_norm'][k]:>11.2e} {rows['damping'][k]:>10.2e}"
+          f"{'' if rows['accepted'][k] else '  (rejected)'}")

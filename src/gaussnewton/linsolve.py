@@ -1,0 +1,522 @@
+r"""Linear solvers for the damped Gauss–Newton system.
+
+Every solver computes the step :math:`\delta` of
+
+.. math::  (A^\top A + \rho D)\,\delta = -A^\top h,
+   \qquad A \in \mathbb R^{N\times p},\; h \in \mathbb R^N,\; D = \mathrm{diag}(d) \succ 0,
+
+the normal equations of the damped linear least-squares problem
+:math:`\min_\delta \|A\delta + h\|^2 + \rho\,\delta^\top D\delta`. (For a plain least-squares
+problem ``A = J`` and ``h = r``; for a generalized GN step ``A = BJ``, see
+:mod:`gaussnewton.losses`.) Three equivalent forms are offered:
+
+* **normal** (p×p): factor :math:`\tilde G = D^{-1/2}A^\top A D^{-1/2}`; cost
+  :math:`Np^2 + p^3/3`. Best when N ≥ p.
+* **kernel** (N×N, push-through / Woodbury): with :math:`\tilde A = AD^{-1/2}`,
+  :math:`\delta = -D^{-1/2}\tilde A^\top(\tilde A\tilde A^\top + \rho I)^{-1}h`; cost
+  :math:`N^2p + N^3/3`. Best when N < p (overparameterized networks).
+* **cg**: conjugate gradients on :math:`A^\top A + \rho D` using only products with ``A``
+  and ``Aᵀ`` (JVP/VJP); ``A`` is never formed.
+
+and **lstsq**, the augmented least-squares reference
+:math:`[A;\sqrt{\rho}D^{1/2}]\delta \approx [-h; 0]` solved by ``torch.linalg.lstsq``
+(used in tests). With ρ = 0 and a singular Gram matrix the normal and kernel forms return the
+minimum-norm solution, like ``lstsq``.
+
+Each solver is split, after lineax, into ``prepare`` (work that depends on ``A`` only: the Gram
+matrix and, when asked, its eigendecomposition), done once per iterate, and ``solve(prepared,
+rho)``, done once per trial damping. With the eigendecomposition
+:math:`\tilde G = V\,\mathrm{diag}(w)\,V^\top` every retry costs :math:`O(m^2)`; without it each
+retry costs one Cholesky (the Jacobian is never recomputed for a rejected step). The
+eigenvalues double as kernel diagnostics (λ_min, λ_max, cond) for the damping schedules.
+
+A Cholesky that fails (a Gram matrix that is singular to working precision with ρ ≈ 0) is
+retried with a diagonal jitter that grows by 100× at each attempt, with a
+:class:`NumericalWarning`; the jitter used is reported in :class:`LinearSolveInfo`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+
+from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int
+from .operators import JacobianOperator, as_dense, matvec, rmatvec
+
+__all__ = [
+    "AutoSolver",
+    "CGSolver",
+    "KernelSolver",
+    "LinearSolveInfo",
+    "LinearSolver",
+    "LstsqSolver",
+    "NormalSolver",
+    "NumericalWarning",
+    "Prepared",
+    "get_solver",
+]
+
+DEFAULT_MEMORY_BUDGET = 4 * 2**30  # bytes; dense Jacobian + Gram above this → matrix-free CG
+_JITTER_GROWTH = 100.0
+_MAX_JITTER_TRIES = 8
+
+
+class NumericalWarning(UserWarning):
+    """A numerical safeguard acted (jitter added to a Cholesky factorization, etc.)."""
+
+
+@dataclass(frozen=True)
+class LinearSolveInfo:
+    """What a solve did.
+
+    Attributes:
+        method: "normal", "kernel", "cg" or "lstsq".
+        jitter: diagonal jitter added to make the factorization succeed (0 if none).
+        iterations: CG iterations (0 for direct solvers).
+        converged: False if CG hit its iteration cap before its tolerance.
+    """
+
+    method: str
+    jitter: float = 0.0
+    iterations: int = 0
+    converged: bool = True
+
+
+@dataclass
+class Prepared:
+    """Per-iterate data of a solver (produced by ``prepare``; solver-specific fields).
+
+    Attributes:
+        a: the matrix or operator ``A`` (N, p), scaled by ``D^{-1/2}`` for dense forms.
+        h: (N,) right-hand-side vector.
+        d_inv_sqrt: (p,) ``D^{-1/2}`` or None for ``D = I`` (dense forms).
+        diag: (p,) the diagonal ``D`` itself or None (matrix-free and lstsq forms).
+        gram: (m, m) Gram matrix of the chosen form, or None (CG).
+        rhs: right-hand side in the chosen form.
+        eig: ``(w, V)`` eigendecomposition of ``gram`` or None.
+        cache: solver-private cache (e.g. the last Cholesky factor and its ρ).
+    """
+
+    a: torch.Tensor | JacobianOperator
+    h: torch.Tensor
+    d_inv_sqrt: torch.Tensor | None
+    diag: torch.Tensor | None = None
+    gram: torch.Tensor | None = None
+    rhs: torch.Tensor | None = None
+    eig: tuple[torch.Tensor, torch.Tensor] | None = None
+    cache: dict[str, object] = field(default_factory=dict)
+
+
+class LinearSolver(ABC):
+    """Solves ``(AᵀA + ρD) δ = −Aᵀh`` in a prepare/solve split.
+
+    Attributes:
+        name: the method name reported in :class:`LinearSolveInfo`.
+        needs_dense: True if ``prepare`` needs ``A`` as a dense tensor.
+    """
+
+    name: str = ""
+    needs_dense: bool = True
+
+    @abstractmethod
+    def prepare(
+        self,
+        a: torch.Tensor | JacobianOperator,
+        h: torch.Tensor,
+        *,
+        diag: torch.Tensor | None = None,
+        spectrum: bool = False,
+    ) -> Prepared:
+        """Do the ρ-independent work for one iterate.
+
+        Args:
+            a: ``A``, dense (N, p) or an operator.
+            h: (N,) vector.
+            diag: (p,) positive diagonal of ``D``; None means ``D = I``.
+            spectrum: also compute the eigendecomposition (enables :meth:`spectrum` and
+                O(m²) re-solves).
+
+        Returns:
+            Prepared: the per-iterate data.
+        """
+
+    @abstractmethod
+    def solve(self, prepared: Prepared, rho: float) -> tuple[torch.Tensor, LinearSolveInfo]:
+        """Return the step δ (p,) for damping ``rho`` ≥ 0 and what the solve did."""
+
+    @abstractmethod
+    def spectrum(self, prepared: Prepared) -> torch.Tensor:
+        """Eigenvalues (ascending) of the smaller Gram matrix ``ÃÃᵀ`` or ``ÃᵀÃ``.
+
+        Only the ``min(N, p)`` largest are returned (the others are structurally zero).
+        """
+
+
+def _scale_columns(a: torch.Tensor, d_inv_sqrt: torch.Tensor | None) -> torch.Tensor:
+    return a if d_inv_sqrt is None else a * d_inv_sqrt[None, :]
+
+
+def _d_inv_sqrt(diag: torch.Tensor | None) -> torch.Tensor | None:
+    if diag is None:
+        return None
+    return diag.clamp_min(torch.finfo(diag.dtype).tiny).rsqrt()
+
+
+def _eig_solve(w: torch.Tensor, v: torch.Tensor, b: torch.Tensor, rho: float) -> torch.Tensor:
+    """Solve ``(V diag(w) Vᵀ + ρI) z = b``; with ρ = 0 drop near-zero w (pseudo-inverse)."""
+    c = v.T @ b
+    denom = w + rho
+    cutoff = w.shape[0] * torch.finfo(w.dtype).eps * float(w.abs().max().clamp_min(1e-300))
+    safe = denom > cutoff
+    scaled = torch.where(safe, c / torch.where(safe, denom, torch.ones_like(denom)), torch.zeros_like(c))
+    return v @ scaled
+
+
+def _cholesky_solve(
+    gram: torch.Tensor, b: torch.Tensor, rho: float, cache: dict[str, object]
+) -> tuple[torch.Tensor, float]:
+    """Solve ``(gram + ρI) z = b`` by Cholesky, escalating a jitter on failure."""
+    if cache.get("rho") == rho and "factor" in cache:
+        factor = cache["factor"]
+        assert isinstance(factor, torch.Tensor)
+        return torch.cholesky_solve(b[:, None], factor).squeeze(1), float(cache["jitter"])  # type: ignore[arg-type]
+    m = gram.shape[0]
+    eye_diag = torch.arange(m, device=gram.device)
+    scale = float(gram.diagonal().abs().mean()) if m else 1.0
+    jitter = 0.0
+    mat = gram.clone()
+    mat[eye_diag, eye_diag] += rho
+    factor, info = torch.linalg.cholesky_ex(mat)
+    tries = 0
+    while int(info) != 0:
+        tries += 1
+        if tries > _MAX_JITTER_TRIES or not math.isfinite(scale):
+            raise torch.linalg.LinAlgError(
+                f"Cholesky of the {m}×{m} damped Gram matrix failed even with jitter {jitter:.3g}; "
+                "the matrix is not positive definite (non-finite Jacobian entries, or ρ = 0 with "
+                "a rank-deficient Jacobian). Use damping > 0 or solver='lstsq'."
+            )
+        jitter = max(scale, 1e-300) * torch.finfo(gram.dtype).eps * _JITTER_GROWTH ** (tries - 1) * m
+        mat = gram.clone()
+        mat[eye_diag, eye_diag] += rho + jitter
+        factor, info = torch.linalg.cholesky_ex(mat)
+    if jitter > 0:
+        warnings.warn(
+            f"Cholesky of the damped Gram matrix failed at ρ = {rho:.3g}; added jitter "
+            f"{jitter:.3g} to its diagonal (the Gram matrix is singular to working precision).",
+            NumericalWarning,
+            stacklevel=4,
+        )
+    cache.update(rho=rho, factor=factor, jitter=jitter)
+    return torch.cholesky_solve(b[:, None], factor).squeeze(1), jitter
+
+
+def _gram_spectrum(prepared: Prepared, n_keep: int) -> torch.Tensor:
+    if prepared.eig is None:
+        assert prepared.gram is not None
+        prepared.eig = torch.linalg.eigh(prepared.gram)
+    w = prepared.eig[0]
+    return w[w.shape[0] - n_keep :]
+
+
+class NormalSolver(LinearSolver):
+    """p×p normal equations: factor ``D^{-1/2}AᵀAD^{-1/2} + ρI`` (Cholesky or eigh).
+
+    Warning:
+        Forming ``AᵀA`` squares the condition number of ``A``; in float64 this is harmless
+        unless cond(A) ≳ 1e7. Use :class:`LstsqSolver` as the robust reference.
+    """
+
+    name = "normal"
+
+    def __init__(self, gram_dtype: torch.dtype | None = None) -> None:
+        """Args:
+        gram_dtype: dtype in which the Gram matrix is formed and factored (e.g. float64 for
+            a float32 Jacobian); None keeps A's dtype.
+        """
+        self.gram_dtype = gram_dtype
+
+    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
+        dis = _d_inv_sqrt(diag)
+        ad = _scale_columns(as_dense(a), dis)
+        if self.gram_dtype is not None:
+            ad = ad.to(self.gram_dtype)
+            h = h.to(self.gram_dtype)
+            dis = None if dis is None else dis.to(self.gram_dtype)
+        gram = ad.T @ ad
+        rhs = -(ad.T @ h)
+        prep = Prepared(ad, h, dis, gram=gram, rhs=rhs)
+        if spectrum:
+            prep.eig = torch.linalg.eigh(gram)
+        return prep
+
+    def solve(self, prepared, rho):  # noqa: D102
+        assert prepared.gram is not None and prepared.rhs is not None
+        jitter = 0.0
+        if prepared.eig is not None:
+            z = _eig_solve(*prepared.eig, prepared.rhs, rho)
+        else:
+            z = _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
+            z, jitter = z
+        delta = z if prepared.d_inv_sqrt is None else z * prepared.d_inv_sqrt
+        return delta, LinearSolveInfo(self.name, jitter=jitter)
+
+    def spectrum(self, prepared):  # noqa: D102
+        n, p = prepared.a.shape
+        return _gram_spectrum(prepared, min(n, p))
+
+
+class KernelSolver(LinearSolver):
+    """N×N kernel (push-through) form: ``δ = −D^{-1/2}Ãᵀ(ÃÃᵀ + ρI)^{-1}h``, ``Ã = AD^{-1/2}``.
+
+    The identity ``(ÃᵀÃ + ρI)^{-1}Ãᵀ = Ãᵀ(ÃÃᵀ + ρI)^{-1}`` holds for every ρ > 0, and for ρ = 0
+    when ``ÃÃᵀ`` is invertible (N ≤ p, full row rank); otherwise the pseudo-inverse is used.
+    """
+
+    name = "kernel"
+
+    def __init__(self, gram_dtype: torch.dtype | None = None) -> None:
+        """Args:
+        gram_dtype: dtype in which the kernel is formed and factored; None keeps A's dtype.
+        """
+        self.gram_dtype = gram_dtype
+
+    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
+        dis = _d_inv_sqrt(diag)
+        ad = _scale_columns(as_dense(a), dis)
+        if self.gram_dtype is not None:
+            ad = ad.to(self.gram_dtype)
+            h = h.to(self.gram_dtype)
+            dis = None if dis is None else dis.to(self.gram_dtype)
+        gram = ad @ ad.T
+        prep = Prepared(ad, h, dis, gram=gram, rhs=h)
+        if spectrum:
+            prep.eig = torch.linalg.eigh(gram)
+        return prep
+
+    def solve(self, prepared, rho):  # noqa: D102
+        assert prepared.gram is not None and prepared.rhs is not None
+        jitter = 0.0
+        if prepared.eig is not None:
+            z = _eig_solve(*prepared.eig, prepared.rhs, rho)
+        else:
+            z, jitter = _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
+        a = prepared.a
+        assert isinstance(a, torch.Tensor)
+        delta = -(a.T @ z)
+        if prepared.d_inv_sqrt is not None:
+            delta = delta * prepared.d_inv_sqrt
+        return delta, LinearSolveInfo(self.name, jitter=jitter)
+
+    def spectrum(self, prepared):  # noqa: D102
+        n, p = prepared.a.shape
+        return _gram_spectrum(prepared, min(n, p))
+
+
+class LstsqSolver(LinearSolver):
+    """Reference: solve ``[A; √ρ D^{1/2}] δ ≈ [−h; 0]`` with ``torch.linalg.lstsq``.
+
+    Never squares the condition number; slow (a QR/SVD per trial ρ). Used as the oracle in
+    tests and as a last resort for badly conditioned problems.
+    """
+
+    name = "lstsq"
+
+    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
+        return Prepared(as_dense(a), h, None, diag=diag)
+
+    def solve(self, prepared, rho):  # noqa: D102
+        a = prepared.a
+        assert isinstance(a, torch.Tensor)
+        n, p = a.shape
+        d = prepared.diag
+        reg = torch.ones(p, dtype=a.dtype, device=a.device) if d is None else d
+        aug = torch.cat([a, torch.diag(math.sqrt(rho) * reg.sqrt())]) if rho > 0 else a
+        rhs = torch.cat([-prepared.h, torch.zeros(p, dtype=a.dtype, device=a.device)]) if rho > 0 else -prepared.h
+        # gelsd (SVD-based) handles rank deficiency and returns the minimum-norm solution; it
+        # exists on CPU only, elsewhere the default driver is used.
+        driver = "gelsd" if a.device.type == "cpu" else None
+        sol = torch.linalg.lstsq(aug, rhs[:, None], driver=driver).solution.squeeze(1)
+        return sol, LinearSolveInfo(self.name)
+
+    def spectrum(self, prepared):  # noqa: D102
+        a = prepared.a
+        assert isinstance(a, torch.Tensor)
+        s = torch.linalg.svdvals(a)
+        return (s**2).flip(0)
+
+
+class CGSolver(LinearSolver):
+    """Matrix-free conjugate gradients on ``(AᵀA + ρD) δ = −Aᵀh`` (JVP/VJP products only).
+
+    Each iteration costs one product with ``A`` and one with ``Aᵀ``. Started from δ = 0, CG
+    stays in range(Aᵀ) + range(D-scaled), so with ρ = 0 it converges to the minimum-norm
+    solution of a consistent singular system.
+
+    Differs from the textbook algorithm (Hestenes–Stiefel) in:
+      * the residual is recomputed from scratch every ``recompute_every`` iterations to stop
+        rounding drift (as lineax's CG does);
+      * the stopping test is ``‖r_k‖ ≤ rtol·‖b‖ + atol``.
+    """
+
+    name = "cg"
+    needs_dense = False
+
+    def __init__(
+        self, *, rtol: float = 1e-10, atol: float = 0.0, max_iter: int | None = None,
+        recompute_every: int = 50,
+    ) -> None:
+        """Args:
+        rtol: relative tolerance on the CG residual.
+        atol: absolute tolerance on the CG residual.
+        max_iter: iteration cap; None means 2·p (default of scipy's cg is 10·p).
+        recompute_every: recompute the true residual this often.
+        """
+        self.rtol = check_positive("rtol", rtol)
+        if atol < 0:
+            raise GaussNewtonError(f"`atol` must be >= 0; got atol = {atol!r}.")
+        self.atol = float(atol)
+        self.max_iter = check_positive_int("max_iter", max_iter, allow_none=True)
+        self.recompute_every = int(check_positive_int("recompute_every", recompute_every))  # type: ignore[arg-type]
+
+    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
+        return Prepared(a, h, None, diag=diag, rhs=-rmatvec(a, h))
+
+    def solve(self, prepared, rho):  # noqa: D102
+        a, b, d = prepared.a, prepared.rhs, prepared.diag
+        assert b is not None
+
+        def op(v: torch.Tensor) -> torch.Tensor:
+            out = rmatvec(a, matvec(a, v))
+            return out + rho * (v if d is None else d * v)
+
+        p = b.shape[0]
+        max_iter = self.max_iter or 2 * p
+        x = torch.zeros_like(b)
+        r = b.clone()
+        pdir = r.clone()
+        rs = torch.dot(r, r)
+        target = self.rtol * float(torch.linalg.vector_norm(b)) + self.atol
+        it = 0
+        converged = math.sqrt(float(rs)) <= target
+        while not converged and it < max_iter:
+            ap = op(pdir)
+            curv = torch.dot(pdir, ap)
+            if float(curv) <= 0:  # zero direction: the system is singular along pdir
+                break
+            step = rs / curv
+            x = x + step * pdir
+            it += 1
+            r = b - op(x) if it % self.recompute_every == 0 else r - step * ap
+            rs_new = torch.dot(r, r)
+            converged = math.sqrt(float(rs_new)) <= target
+            pdir = r + (rs_new / rs) * pdir
+            rs = rs_new
+        return x, LinearSolveInfo(self.name, iterations=it, converged=converged)
+
+    def spectrum(self, prepared):  # noqa: D102
+        return lanczos_extremes(prepared.a)
+
+
+def lanczos_extremes(a: torch.Tensor | JacobianOperator) -> torch.Tensor:
+    """λ_min and λ_max of the smaller Gram matrix of ``A`` by Lanczos (scipy ``eigsh``).
+
+    Args:
+        a: dense (N, p) or operator.
+
+    Returns:
+        torch.Tensor: ``[λ_min, λ_max]`` (float64, CPU).
+    """
+    import numpy as np
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    n, p = a.shape
+    dtype = a.dtype
+    device = a.device if isinstance(a, torch.Tensor) else a.device
+    m = min(n, p)
+
+    def mv(x: np.ndarray) -> np.ndarray:
+        v = torch.as_tensor(np.ascontiguousarray(x).ravel(), dtype=dtype, device=device)
+        out = matvec(a, rmatvec(a, v)) if n <= p else rmatvec(a, matvec(a, v))
+        return out.detach().cpu().double().numpy()
+
+    if m <= 2:
+        dense = as_dense(a)
+        g = dense @ dense.T if n <= p else dense.T @ dense
+        w = torch.linalg.eigvalsh(g.double().cpu())
+        return torch.stack([w[0], w[-1]])
+    lin = LinearOperator((m, m), matvec=mv, dtype=np.float64)
+    lam_max = float(eigsh(lin, k=1, which="LA", return_eigenvectors=False, tol=1e-8)[0])
+    # λ_min via the largest eigenvalue of the shifted operator λ_max·I − G (converges far
+    # faster than which="SA" on clustered small eigenvalues).
+    shifted = LinearOperator((m, m), matvec=lambda x: lam_max * x - mv(x), dtype=np.float64)
+    top = float(eigsh(shifted, k=1, which="LA", return_eigenvectors=False, tol=1e-10)[0])
+    return torch.tensor([max(lam_max - top, 0.0), lam_max], dtype=torch.float64)
+
+
+class AutoSolver:
+    """Chooses normal, kernel or CG once per run from N, p and a memory budget.
+
+    Rule (documented in docs/choosing.md):
+      1. if a dense ``A`` plus its smaller Gram matrix would exceed ``memory_budget``
+         bytes → :class:`CGSolver` (matrix-free);
+      2. else if N < p → :class:`KernelSolver` (N×N);
+      3. else → :class:`NormalSolver` (p×p).
+    """
+
+    def __init__(self, memory_budget: float = DEFAULT_MEMORY_BUDGET) -> None:
+        """Args:
+        memory_budget: bytes allowed for the dense Jacobian and Gram matrix.
+        """
+        self.memory_budget = check_positive("memory_budget", memory_budget)
+
+    def select(self, n: int, p: int, itemsize: int) -> LinearSolver:
+        """Return the concrete solver for an (N, p) problem with ``itemsize``-byte floats."""
+        need = n * p * itemsize + min(n, p) ** 2 * max(itemsize, 8)
+        if need > self.memory_budget:
+            return CGSolver()
+        return KernelSolver() if n < p else NormalSolver()
+
+
+_SOLVERS: dict[str, type[LinearSolver]] = {
+    "normal": NormalSolver,
+    "kernel": KernelSolver,
+    "cg": CGSolver,
+    "lstsq": LstsqSolver,
+}
+
+
+def get_solver(
+    solver: str | LinearSolver, n: int, p: int, itemsize: int,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+) -> LinearSolver:
+    """Resolve ``solver`` (a name, ``"auto"`` or an instance) for an (N, p) problem.
+
+    Args:
+        solver: ``"auto"``, ``"normal"``, ``"kernel"``, ``"cg"``, ``"lstsq"`` or a LinearSolver.
+        n: number of rows N of ``A``.
+        p: number of parameters.
+        itemsize: bytes per float of ``A``.
+        memory_budget: bytes, for ``"auto"``.
+
+    Returns:
+        LinearSolver: the solver to use.
+
+    Raises:
+        GaussNewtonError: unknown name or wrong type.
+    """
+    if isinstance(solver, LinearSolver):
+        return solver
+    if not isinstance(solver, str):
+        raise GaussNewtonError(
+            "`solver` must be 'auto', 'normal', 'kernel', 'cg', 'lstsq' or a LinearSolver; "
+            f"got {type(solver).__name__}."
+        )
+    check_choice("solver", solver, ("auto", *_SOLVERS))
+    if solver == "auto":
+        return AutoSolver(memory_budget).select(n, p, itemsize)
+    return _SOLVERS[solver]()

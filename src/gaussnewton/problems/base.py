@@ -1,0 +1,83 @@
+"""The residual/output access layer: outputs f(θ), Jacobian J (N, p), JVP and VJP.
+
+A :class:`Problem` maps a flat parameter vector θ (p,) to outputs (a tensor of ``N`` numbers:
+residuals for :func:`~gaussnewton.least_squares`, predictions for :func:`~gaussnewton.fit`).
+It knows nothing about losses, damping or linear solvers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from ..operators import JacobianOperator
+
+__all__ = ["Problem", "chunk_size_for"]
+
+
+def chunk_size_for(lanes: int, bytes_per_lane: int, memory_budget: float) -> int | None:
+    """Number of vmap lanes that fit ``memory_budget`` (None = all at once).
+
+    Args:
+        lanes: total lanes (basis vectors or samples).
+        bytes_per_lane: estimated peak bytes one lane needs.
+        memory_budget: bytes.
+
+    Returns:
+        int | None: the chunk size for ``torch.func.vmap(chunk_size=...)``.
+    """
+    fit = int(memory_budget // max(bytes_per_lane, 1))
+    if fit >= lanes:
+        return None
+    return max(1, fit)
+
+
+class Problem(ABC):
+    """Outputs and first derivatives of a differentiable map θ (p,) ↦ f(θ) (N outputs).
+
+    Attributes:
+        n_outputs: N, the number of scalar outputs (residuals or predictions, flattened).
+        n_params: p.
+        output_shape: shape of :meth:`outputs` (``(N,)``, or ``(n, k)`` for multi-output).
+        dtype: floating dtype of θ and the outputs.
+        device: device of θ and the outputs.
+    """
+
+    n_outputs: int
+    n_params: int
+    output_shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+
+    @abstractmethod
+    def outputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """f(θ), shape ``output_shape``."""
+
+    @abstractmethod
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
+        """Dense Jacobian ∂f/∂θ of the flattened outputs, shape (N, p)."""
+
+    def jvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """J v, shape (N,)."""
+        _, out = torch.func.jvp(lambda t: self.outputs(t).reshape(-1), (theta,), (v,))
+        return out
+
+    def vjp(self, theta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Jᵀ u, shape (p,)."""
+        _, fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
+        return fn(u)[0]
+
+    def operator(self, theta: torch.Tensor) -> JacobianOperator:
+        """J at θ as a matrix-free operator; the linearization is computed once and reused."""
+        flat = lambda t: self.outputs(t).reshape(-1)  # noqa: E731
+        _, jvp_fn = torch.func.linearize(flat, theta)
+        _, vjp_fn = torch.func.vjp(flat, theta)
+        return JacobianOperator(
+            shape=(self.n_outputs, self.n_params),
+            mv=jvp_fn,
+            rmv=lambda u: vjp_fn(u)[0],
+            dense_fn=lambda: self.jacobian(theta),
+            dtype=self.dtype,
+            device=self.device,
+        )

@@ -1,0 +1,116 @@
+"""A black-box residual function ``fun(x) -> r`` as a :class:`~gaussnewton.problems.Problem`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._errors import GaussNewtonError
+from .base import Problem, chunk_size_for
+
+__all__ = ["FunctionProblem"]
+
+# A forward-mode lane carries one tangent through the whole function: assume its peak
+# memory is a few copies of the output (a rough, conservative guess; OOM still halves).
+_LANE_COPIES = 16
+
+
+class FunctionProblem(Problem):
+    """Residuals ``r = fun(x)`` of a 1-D parameter tensor, with an autodiff or user Jacobian.
+
+    The dense Jacobian uses ``torch.func``: forward mode (``vmap`` of ``jvp`` over the p
+    basis vectors) when N ≥ p, reverse mode (``vmap`` of one ``vjp`` over the N basis
+    covectors) when N < p, each chunked so that the lanes fit ``memory_budget``.
+
+    Args:
+        fun: ``fun(x) -> r``, x of shape (p,), r of shape (N,); torch ops only unless ``jac``
+            is given.
+        x0: the starting point (used for shapes, dtype and device).
+        jac: optional ``jac(x) -> (N, p)`` (tensor or array).
+        memory_budget: bytes for the vmapped Jacobian lanes.
+    """
+
+    def __init__(
+        self,
+        fun: Callable[[torch.Tensor], Any],
+        x0: torch.Tensor,
+        *,
+        jac: Callable[[torch.Tensor], Any] | None = None,
+        memory_budget: float = 2 * 2**30,
+    ) -> None:
+        if not callable(fun):
+            raise GaussNewtonError(f"`fun` must be callable; got {type(fun).__name__}.")
+        if jac is not None and not callable(jac):
+            raise GaussNewtonError(f"`jac` must be callable or None; got {type(jac).__name__}.")
+        self.fun = fun
+        self.jac = jac
+        self.memory_budget = memory_budget
+        self.dtype = x0.dtype
+        self.device = x0.device
+        self.n_params = int(x0.shape[0])
+        r0 = self.outputs(x0)
+        if r0.ndim != 1:
+            raise GaussNewtonError(
+                f"`fun` must return a 1-D tensor of residuals; got shape {tuple(r0.shape)}."
+            )
+        self.n_outputs = int(r0.shape[0])
+        self.output_shape = (self.n_outputs,)
+        if self.n_outputs == 0:
+            raise GaussNewtonError("`fun` must return at least one residual; got n = 0.")
+
+    def outputs(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        r = self.fun(theta)
+        if not isinstance(r, torch.Tensor):
+            try:
+                r = torch.as_tensor(np.asarray(r), dtype=self.dtype, device=self.device)
+            except (TypeError, ValueError):
+                raise GaussNewtonError(
+                    f"`fun` must return a tensor or array of residuals; got {type(r).__name__}."
+                ) from None
+        if not r.is_floating_point():
+            r = r.to(self.dtype)
+        return r
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, p = self.n_outputs, self.n_params
+        if self.jac is not None:
+            j = self.jac(theta)
+            if not isinstance(j, torch.Tensor):
+                j = torch.as_tensor(np.asarray(j), dtype=self.dtype, device=self.device)
+            if tuple(j.shape) != (n, p):
+                raise GaussNewtonError(
+                    f"`jac` must return an array of shape (n, p) = ({n}, {p}); "
+                    f"got shape {tuple(j.shape)}."
+                )
+            return j.to(dtype=self.dtype, device=self.device)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        if n >= p:  # forward mode: p lanes, each a tangent of the whole computation
+            basis = torch.eye(p, dtype=self.dtype, device=self.device)
+            chunk = chunk_size_for(p, _LANE_COPIES * n * itemsize, self.memory_budget)
+
+            def column(v: torch.Tensor) -> torch.Tensor:
+                return torch.func.jvp(self.fun, (theta,), (v,))[1]
+
+            return _vmap_halving(column, basis, chunk).T
+        basis = torch.eye(n, dtype=self.dtype, device=self.device)
+        _, vjp_fn = torch.func.vjp(self.fun, theta)
+        chunk = chunk_size_for(n, _LANE_COPIES * p * itemsize, self.memory_budget)
+        return _vmap_halving(lambda u: vjp_fn(u)[0], basis, chunk)
+
+
+def _vmap_halving(fn: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """``vmap(fn, chunk_size=chunk)(basis)``, halving the chunk on an out-of-memory error."""
+    while True:
+        try:
+            return torch.func.vmap(fn, chunk_size=chunk)(basis)
+        except (RuntimeError, MemoryError) as exc:  # CPU and CUDA OOM both land here
+            msg = str(exc).lower()
+            if "out of memory" not in msg and "can't allocate" not in msg:
+                raise
+            size = chunk or basis.shape[0]
+            if size <= 1:
+                raise
+            chunk = size // 2

@@ -1,0 +1,161 @@
+"""An ``nn.Module`` on full-batch data as a :class:`~gaussnewton.problems.Problem`.
+
+The trainable parameters are flattened into one vector θ (p,) (:class:`ParamVector`); the
+module is evaluated with ``torch.func.functional_call`` so θ never has to be written into the
+module during Jacobian computation. The per-sample Jacobian is ``vmap(jacrev(f_single))``
+over the samples (chunked to a memory budget): far faster than a whole-batch ``jacrev`` or
+``jacfwd``, which build (p, n, ...) intermediates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .._errors import GaussNewtonError
+from .base import Problem, chunk_size_for
+from .functional import _vmap_halving
+
+__all__ = ["NetworkProblem", "ParamVector"]
+
+
+class ParamVector:
+    """Maps a list of named parameters to one flat vector and back.
+
+    Args:
+        named: (name, parameter) pairs to flatten, in order.
+    """
+
+    def __init__(self, named: list[tuple[str, torch.Tensor]]) -> None:
+        self.names = [n for n, _ in named]
+        self.shapes = [tuple(p.shape) for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.size = sum(self.numels)
+
+    def flatten(self, tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+        """Concatenate ``tensors`` (in order) into one vector (p,)."""
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a flat vector (p,) into a ``{name: tensor}`` dict of views."""
+        parts = torch.split(theta, self.numels)
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
+
+
+class NetworkProblem(Problem):
+    """Outputs ``model(X)`` as a function of the model's trainable parameters.
+
+    Args:
+        model: the network; its parameters with ``requires_grad=True`` (or those in
+            ``params``) are θ, all others stay fixed.
+        x: (n, ...) inputs, one row per sample.
+        params: optional iterable of the parameters to train (a subset of
+            ``model.parameters()``); default: all with ``requires_grad``.
+        memory_budget: bytes for the per-sample Jacobian lanes.
+        check_deterministic: evaluate twice at θ₀ and refuse a model whose outputs differ
+            (dropout in train mode, random augmentation): full-batch GN is silently wrong then.
+
+    Raises:
+        GaussNewtonError: no trainable parameters, non-differentiable or non-deterministic
+            model, or outputs whose leading dimension is not n.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        *,
+        params: Iterable[torch.Tensor] | None = None,
+        memory_budget: float = 2 * 2**30,
+        check_deterministic: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise GaussNewtonError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+        self.model = model
+        self.x = x
+        named_all = list(model.named_parameters())
+        if params is None:
+            named = [(n, p) for n, p in named_all if p.requires_grad]
+        else:
+            wanted = {id(p) for p in params}
+            named = [(n, p) for n, p in named_all if id(p) in wanted]
+            if len(named) != len(wanted):
+                raise GaussNewtonError(
+                    "`params` must contain only parameters of `model`; "
+                    f"{len(wanted) - len(named)} of them are not."
+                )
+        if not named:
+            raise GaussNewtonError(
+                "`model` has no trainable parameters (none with requires_grad=True)."
+            )
+        self.layout = ParamVector(named)
+        self._trained = {n for n, _ in named}
+        self.fixed = {n: p.detach() for n, p in named_all if n not in self._trained}
+        self.fixed.update(dict(model.named_buffers()))
+        first = named[0][1]
+        self.dtype = first.dtype
+        self.device = first.device
+        self.n_params = self.layout.size
+        self.memory_budget = memory_budget
+        theta0 = self.get_flat()
+        with torch.no_grad():
+            out = self.outputs(theta0)
+        if not out.is_floating_point():
+            raise GaussNewtonError(f"`model` must return floating-point outputs; got {out.dtype}.")
+        if out.ndim == 0 or out.shape[0] != x.shape[0]:
+            raise GaussNewtonError(
+                f"`model` must return one output row per sample: expected leading dimension "
+                f"{x.shape[0]}; got output shape {tuple(out.shape)}."
+            )
+        self.output_shape = tuple(out.shape)
+        self.n_outputs = out.numel()
+        with torch.enable_grad():
+            probe = self.outputs(theta0.detach().requires_grad_(True))
+        if not probe.requires_grad:
+            raise GaussNewtonError(
+                "`model` is not differentiable with respect to its parameters: its output does "
+                "not require grad (a detach(), no_grad() or non-torch operation in forward?)."
+            )
+        if check_deterministic:
+            with torch.no_grad():
+                again = self.outputs(theta0)
+            if not torch.equal(out, again):
+                raise GaussNewtonError(
+                    "`model` is not deterministic: two evaluations at the same parameters "
+                    "differ (dropout or batch-norm in train mode? call model.eval()). "
+                    "Pass check_deterministic=False only if you know why."
+                )
+
+    def get_flat(self) -> torch.Tensor:
+        """The model's current trainable parameters as a flat vector (a copy)."""
+        params = dict(self.model.named_parameters())
+        return self.layout.flatten(params[n].detach() for n in self.layout.names).clone()
+
+    def set_flat(self, theta: torch.Tensor) -> None:
+        """Write a flat vector back into the model's parameters (in place, no grad)."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.layout.unflatten(theta).items():
+                params[name].copy_(value)
+
+    def _call(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        state = {**self.fixed, **self.layout.unflatten(theta)}
+        return torch.func.functional_call(self.model, state, (x,))
+
+    def outputs(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self._call(theta, self.x)
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n = self.x.shape[0]
+        k = self.n_outputs // n
+
+        def single(t: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+            return self._call(t, xi.unsqueeze(0)).reshape(-1)
+
+        per_sample = torch.func.jacrev(single)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        chunk = chunk_size_for(n, 4 * k * self.n_params * itemsize, self.memory_budget)
+        jac = _vmap_halving(lambda xi: per_sample(theta, xi), self.x, chunk)
+        return jac.reshape(n * k, self.n_params)

@@ -1,0 +1,186 @@
+"""Result objects, termination reasons and the iteration history."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["FitResult", "History", "IterationInfo", "LeastSquaresResult", "Termination"]
+
+
+class Termination(enum.Enum):
+    """Why a solver stopped. ``value`` is the status code (SciPy's codes where they exist).
+
+    ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`.
+    """
+
+    MAX_EVALS = 0
+    GTOL = 1
+    FTOL = 2
+    XTOL = 3
+    FTOL_XTOL = 4
+    STEPS_DONE = 5
+    TARGET = 6
+    NONFINITE = -2
+    DAMPING_MAX = -3
+    CALLBACK = -4
+    NO_DECREASE = -5
+
+    @property
+    def message(self) -> str:
+        """A human-readable, actionable explanation."""
+        return _MESSAGES[self]
+
+    @property
+    def success(self) -> bool:
+        """True if the stop is a convergence (or completion) criterion."""
+        return self.value > 0
+
+
+_MESSAGES = {
+    Termination.MAX_EVALS: "The maximum number of function evaluations is exceeded "
+    "(raise `max_nfev`, or the problem may have no minimum nearby).",
+    Termination.GTOL: "`gtol` termination condition is satisfied (‖∇cost‖∞ < gtol).",
+    Termination.FTOL: "`ftol` termination condition is satisfied (relative cost reduction < ftol).",
+    Termination.XTOL: "`xtol` termination condition is satisfied (relative step < xtol).",
+    Termination.FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
+    Termination.STEPS_DONE: "The requested number of steps was completed.",
+    Termination.TARGET: "The target loss was reached.",
+    Termination.NONFINITE: "The residuals, loss or Jacobian became non-finite (NaN/Inf); "
+    "stopped and kept the last parameters with a finite cost. Lower the step size `lr`, "
+    "use damping, or check the model for overflow.",
+    Termination.DAMPING_MAX: "The damping reached its maximum (or the damped system could not be "
+    "solved): no step decreases the cost. The point is stationary to working precision, or "
+    "the Jacobian is wrong (check a user-supplied `jac`).",
+    Termination.CALLBACK: "Stopped by the callback.",
+    Termination.NO_DECREASE: "Step halving found no decrease of the cost (undamped GN step is "
+    "not a descent direction to working precision); try method='lm'.",
+}
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a callback receives after each trial step.
+
+    Attributes:
+        iteration: trial index (1-based).
+        params: current parameters (p,) (the accepted iterate; a detached copy).
+        cost: current cost (the caller's convention).
+        grad_norm: ‖∇cost‖∞ at the iterate where the step was computed.
+        damping: ρ used for the trial (the caller's units).
+        step_norm: ‖applied step‖₂.
+        accepted: whether the trial step was accepted.
+    """
+
+    iteration: int
+    params: torch.Tensor
+    cost: float
+    grad_norm: float
+    damping: float
+    step_norm: float
+    accepted: bool
+
+
+class History:
+    """Equal-length per-iteration records, kept as a dict of lists (``as_dict``)."""
+
+    KEYS = (
+        "cost",
+        "grad_norm",
+        "damping",
+        "step_norm",
+        "accepted",
+        "time",
+        "param_distance",
+        "lambda_min",
+        "lambda_max",
+        "nfev",
+    )
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.rows: dict[str, list[Any]] = {k: [] for k in self.KEYS}
+
+    def record(self, **values: Any) -> None:
+        """Append one row; every key of :attr:`KEYS` must be given."""
+        values["time"] = time.perf_counter() - self.start
+        for k in self.KEYS:
+            self.rows[k].append(values[k])
+
+    def __len__(self) -> int:
+        return len(self.rows["cost"])
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """A copy of the records."""
+        return {k: list(v) for k, v in self.rows.items()}
+
+
+@dataclass
+class LeastSquaresResult:
+    """Result of :func:`gaussnewton.least_squares`, with SciPy's fields and meanings.
+
+    Attributes:
+        x: (p,) solution.
+        cost: ½‖r(x)‖².
+        fun: (N,) residuals at x.
+        jac: (N, p) Jacobian at x (None if the matrix-free path was used).
+        grad: (p,) gradient Jᵀr at x.
+        optimality: ‖grad‖∞.
+        nfev: residual evaluations.
+        njev: Jacobian evaluations.
+        nit: trial steps taken.
+        status: :class:`Termination` code (int).
+        message: why it stopped.
+        success: status > 0.
+        termination: the :class:`Termination` member.
+        history: per-trial records (dict of equal-length lists).
+    """
+
+    x: torch.Tensor
+    cost: float
+    fun: torch.Tensor
+    jac: torch.Tensor | None
+    grad: torch.Tensor
+    optimality: float
+    nfev: int
+    njev: int
+    nit: int
+    status: int
+    message: str
+    success: bool
+    termination: Termination
+    history: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """Result of :func:`gaussnewton.fit`.
+
+    Attributes:
+        params: (p,) final flat parameters (also written into the model).
+        loss: final training loss R(u) = (1/n) Σ ℓ(u_j, y_j).
+        initial_loss: loss at the start.
+        steps: number of steps taken (accepted + rejected).
+        status: :class:`Termination` code.
+        message: why it stopped.
+        success: status > 0.
+        termination: the :class:`Termination` member.
+        history: per-step records: ``loss`` (= ``cost``), ``damping`` (ρ_t, paper units),
+            ``step_norm``, ``param_distance`` (‖θ_t − θ_0‖), ``time`` (s), ``accepted``,
+            ``grad_norm``, ``lambda_min``/``lambda_max`` of K_t (NaN unless tracked), and
+            ``t`` (continuous time k·lr) for ``dynamics="euler"``.
+    """
+
+    params: torch.Tensor
+    loss: float
+    initial_loss: float
+    steps: int
+    status: int
+    message: str
+    success: bool
+    termination: Termination
+    history: dict[str, list[Any]] = field(default_factory=dict)
