@@ -7,6 +7,7 @@ It knows nothing about losses, damping or linear solvers.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 
 import torch
@@ -71,7 +72,11 @@ class Problem(ABC):
     def operator(self, theta: torch.Tensor) -> JacobianOperator:
         """J at θ as a matrix-free operator; the linearization is computed once and reused."""
         flat = lambda t: self.outputs(t).reshape(-1)  # noqa: E731
-        _, jvp_fn = torch.func.linearize(flat, theta)
+        with warnings.catch_warnings():
+            # torch.func.linearize's constant folding warns about an internal get_attr node
+            # (harmless, torch 2.13); silence exactly that message.
+            warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
+            _, jvp_fn = torch.func.linearize(flat, theta)
         _, vjp_fn = torch.func.vjp(flat, theta)
         return JacobianOperator(
             shape=(self.n_outputs, self.n_params),
