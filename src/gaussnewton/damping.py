@@ -290,19 +290,25 @@ class Nielsen(DampingSchedule):
         rho0: explicit initial damping (overrides τ).
         accept: gain-ratio threshold for acceptance (default 0: any decrease).
         rho_min: floor on ρ (keeps the system non-singular for p > N).
+        scaling: ``"identity"`` (ρI, Nielsen's original) or ``"diag"`` (ρ·diag(JᵀJ) with a
+            running maximum, as in MINPACK; then ρ_0 = τ). :func:`least_squares` defaults
+            to ``"diag"``: it makes the method invariant to the scale of each parameter
+            (NIST Misra1a has x ≈ (250, 5e-4)).
     """
 
     trust_region = True
 
     def __init__(self, tau: float = 1e-3, rho0: float | None = None, accept: float = 0.0,
-                 rho_min: float = 0.0) -> None:
+                 rho_min: float = 0.0, scaling: str = "identity") -> None:
+        self.scaling = check_choice("scaling", scaling, ("identity", "diag"))
         self.tau = check_positive("tau", tau)
         self.rho0 = None if rho0 is None else check_positive("rho0", rho0)
         self.accept = check_nonneg("accept", accept)
         self.rho_min = check_nonneg("rho_min", rho_min)
 
     def init(self, ctx: DampingContext) -> TrustState:  # noqa: D102
-        rho = self.rho0 if self.rho0 is not None else self.tau * max(ctx.diag_max, 1e-300)
+        base = 1.0 if self.scaling == "diag" else max(ctx.diag_max, 1e-300)
+        rho = self.rho0 if self.rho0 is not None else self.tau * base
         return TrustState(max(rho, self.rho_min))
 
     def damping(self, state: TrustState, ctx: DampingContext) -> tuple[TrustState, float]:  # noqa: D102
@@ -318,7 +324,7 @@ class Nielsen(DampingSchedule):
         return replace(state, rho=state.rho * state.nu, nu=2.0 * state.nu), False
 
     def __repr__(self) -> str:
-        return f"Nielsen(tau={self.tau:g})"
+        return f"Nielsen(tau={self.tau:g}, scaling={self.scaling!r})"
 
 
 class Marquardt(DampingSchedule):

@@ -25,7 +25,7 @@ import torch
 
 from ._driver import Objective, StepRule, Stopping, run
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive_int, to_float_tensor
-from .damping import DampingSchedule, get_damping
+from .damping import DampingSchedule, Nielsen, get_damping
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Squared
 from .problems.functional import FunctionProblem
@@ -66,8 +66,9 @@ def least_squares(
         xtol: relative step tolerance; 0 disables.
         gtol: tolerance on ‖Jᵀr‖∞; 0 disables.
         max_nfev: maximum number of evaluations of ``fun`` (default 100·max(p, 10)).
-        damping: for ``"lm"``: a trust-region rule (default :class:`~gaussnewton.damping.Nielsen`;
-            ``"marquardt"`` or ``Marquardt(scaling="diag")`` for MINPACK-like scaling).
+        damping: for ``"lm"``: a trust-region rule (default
+            ``Nielsen(scaling="diag")``: Nielsen's gain-ratio update of ρ with MINPACK's
+            diag(JᵀJ) scaling; ``"nielsen"`` for ρI, ``"marquardt"`` for ×10/÷10 factors).
             For ``"gn"``: ignored unless a number ρ ≥ 0 (a constant damping).
         solver: ``"auto"`` (p×p if N ≥ p, N×N if N < p, CG beyond ``memory_budget``),
             ``"normal"``, ``"kernel"``, ``"cg"``, ``"lstsq"`` or a LinearSolver.
@@ -114,7 +115,7 @@ def least_squares(
     problem = FunctionProblem(fun, x, jac=jac, memory_budget=memory_budget)
     n, p = problem.n_outputs, problem.n_params
     if method == "lm":
-        schedule = get_damping(damping, "nielsen")
+        schedule = Nielsen(scaling="diag") if damping is None else get_damping(damping, "nielsen")
         if not schedule.trust_region:
             raise GaussNewtonError(
                 f"`damping` for method='lm' must be a trust-region rule (Nielsen, Marquardt); got {schedule!r}. "
