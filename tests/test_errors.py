@@ -1,0 +1,123 @@
+"""Bad input → a clear exception naming the argument, expected vs actual (messages pinned)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gaussnewton as gn
+from gaussnewton import GaussNewtonError, NonFiniteError
+
+X, Y = gn.datasets.single_index(10, 3, seed=0)
+
+
+def net():
+    return gn.MLP(3, width=4, seed=0)
+
+
+def lin(x):
+    return x - 1.0
+
+
+class Detached(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1).double()
+
+    def forward(self, x):
+        return self.lin(x).detach().squeeze(-1)
+
+
+class Dropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1).double()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.lin(x)).squeeze(-1)
+
+
+class IntModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1).double()
+
+    def forward(self, x):
+        return (self.lin(x).squeeze(-1) > 0).long()
+
+
+X_NAN = X.clone()
+X_NAN[2, 1] = float("nan")
+Y_INF = Y.clone()
+Y_INF[0] = float("inf")
+
+CASES = [
+    # least_squares
+    (lambda: gn.least_squares(lin, [0.0, float("nan")]), NonFiniteError, r"`x0` must be finite; got 1 NaN/Inf entry"),
+    (lambda: gn.least_squares(lin, [[0.0, 1.0]]), GaussNewtonError, r"`x0` must be 1-dimensional; got shape \(1, 2\)"),
+    (lambda: gn.least_squares(lin, []), GaussNewtonError, r"`x0` must have at least one entry"),
+    (lambda: gn.least_squares(lin, ["a"]), GaussNewtonError, r"`x0` must be"),
+    (lambda: gn.least_squares(lin, [1j]), GaussNewtonError, r"`x0` must be real; got complex"),
+    (lambda: gn.least_squares(lin, [0.0], method="trf"), GaussNewtonError, r"`method` must be one of 'lm', 'gn'; got 'trf'"),
+    (lambda: gn.least_squares(lin, [0.0], ftol=-1), GaussNewtonError, r"`ftol` must be a finite number >= 0; got ftol = -1"),
+    (lambda: gn.least_squares(lin, [0.0], ftol=0, xtol=0, gtol=0), GaussNewtonError, r"At least one of `ftol`, `xtol`, `gtol`"),
+    (lambda: gn.least_squares(lin, [0.0], max_nfev=0), GaussNewtonError, r"`max_nfev` must be an integer >= 1; got max_nfev = 0"),
+    (lambda: gn.least_squares(lin, [0.0], solver="qr"), GaussNewtonError, r"`solver` must be one of 'auto', 'normal', 'kernel', 'cg', 'lstsq'; got 'qr'"),
+    (lambda: gn.least_squares(lin, [0.0], damping="fast"), GaussNewtonError, r"`damping` must be one of .*got 'fast'"),
+    (lambda: gn.least_squares(lin, [0.0], damping=gn.damping.Adaptive()), GaussNewtonError, r"`damping` for method='lm' must be a trust-region rule"),
+    (lambda: gn.least_squares(lin, [0.0], verbose=3), GaussNewtonError, r"`verbose` must be 0, 1 or 2; got 3"),
+    (lambda: gn.least_squares(lambda x: torch.log(x), [-1.0]), NonFiniteError, r"The cost at `fun\(x0\)` must be finite"),
+    (lambda: gn.least_squares(lambda x: x.sum(), [0.0, 1.0]), GaussNewtonError, r"`fun` must return a 1-D tensor of residuals; got shape \(\)"),
+    (lambda: gn.least_squares(lambda x: x[:0], [0.0, 1.0]), GaussNewtonError, r"`fun` must return at least one residual; got n = 0"),
+    (lambda: gn.least_squares(lin, [0.0, 1.0], jac=lambda x: np.zeros((3, 2))), GaussNewtonError,
+     r"`jac` must return an array of shape \(n, p\) = \(2, 2\); got shape \(3, 2\)"),
+    (lambda: gn.least_squares("f", [0.0]), GaussNewtonError, r"`fun` must be callable; got str"),
+    # fit
+    (lambda: gn.fit(net(), X_NAN, Y), NonFiniteError, r"`X` must be finite; got 1 NaN/Inf entry \(first at index \(2, 1\)\)"),
+    (lambda: gn.fit(net(), X, Y_INF), NonFiniteError, r"`y` must be finite"),
+    (lambda: gn.fit(net(), X, Y[:5]), GaussNewtonError, r"`X` and `y` must have the same number of samples; got X with 10 and y with 5"),
+    (lambda: gn.fit(net(), X[:0], Y[:0]), GaussNewtonError, r"`X` must have at least one sample \(n >= 1\)"),
+    (lambda: gn.fit(net(), X[:, :2], Y), GaussNewtonError, r"`x` must have shape \(N, 3\); got \(10, 2\)"),
+    (lambda: gn.fit("net", X, Y), GaussNewtonError, r"`model` must be a torch.nn.Module; got str"),
+    (lambda: gn.fit(Detached(), X, Y), GaussNewtonError, r"`model` is not differentiable"),
+    (lambda: gn.fit(Dropout(), X, Y), GaussNewtonError, r"`model` is not deterministic"),
+    (lambda: gn.fit(IntModel(), X, Y), GaussNewtonError, r"`model` must return floating-point outputs"),
+    (lambda: gn.fit(net(), X, Y, method="adam"), GaussNewtonError, r"`method` must be one of 'gn', 'lm', 'gd'; got 'adam'"),
+    (lambda: gn.fit(net(), X, Y, lr=0), GaussNewtonError, r"`lr` must be a finite number > 0; got lr = 0"),
+    (lambda: gn.fit(net(), X, Y, steps=0), GaussNewtonError, r"`steps` must be an integer >= 1; got steps = 0"),
+    (lambda: gn.fit(net(), X, Y, loss="l1"), GaussNewtonError, r"`loss` must be one of .*got 'l1'"),
+    (lambda: gn.fit(net(), X, Y, dynamics="rk4"), GaussNewtonError, r"`dynamics` must be one of 'discrete', 'euler'; got 'rk4'"),
+    (lambda: gn.fit(net(), X, Y, method="lm", damping=gn.damping.Adaptive()), GaussNewtonError, r"must be a trust-region rule"),
+    (lambda: gn.fit(net(), X, Y, damping="nielsen"), GaussNewtonError, r"is a trust-region rule; use method='lm'"),
+    (lambda: gn.fit(net(), X, Y, damping=-1.0), GaussNewtonError, r"`damping` must be a finite number >= 0; got damping = -1.0"),
+    (lambda: gn.fit(net(), X, torch.ones(10, 2, dtype=torch.float64)), GaussNewtonError, r"`y` must match the model output shape \(10,\); got \(10, 2\)"),
+    (lambda: gn.fit(net(), X, Y, loss="cross_entropy"), GaussNewtonError, r"`y` must hold integer class labels"),
+    # model and schedules
+    (lambda: gn.MLP(0, 5), GaussNewtonError, r"`in_features` must be an integer >= 1; got in_features = 0"),
+    (lambda: gn.MLP(3, 5, alpha=0.0), GaussNewtonError, r"`alpha` must be a finite number > 0; got alpha = 0.0"),
+    (lambda: gn.MLP(3, 5, activation="swish"), GaussNewtonError, r"`activation` must be one of .*got 'swish'"),
+    (lambda: gn.damping.Adaptive(kappa=-1), GaussNewtonError, r"`kappa` must be a finite number > 0; got kappa = -1"),
+    (lambda: gn.damping.Constant(rho=float("nan")), GaussNewtonError, r"`rho` must be a finite number >= 0; got rho = nan"),
+    (lambda: gn.damping.Marquardt(up=0.5), GaussNewtonError, r"`up` and `down` must be > 1"),
+    (lambda: gn.damping.CurvatureSwitching(switch_at=2), GaussNewtonError, r"`switch_at` must lie in \(0, 1\); got switch_at = 2"),
+    (lambda: gn.datasets.california_housing(n=10**6), GaussNewtonError, r"`n` must be at most 20640"),
+    (lambda: gn.datasets.single_index(10, 3, spread=0), GaussNewtonError, r"`spread` must lie in \(0, 1\]; got spread = 0"),
+    (lambda: gn.linsolve.CGSolver(rtol=0), GaussNewtonError, r"`rtol` must be a finite number > 0; got rtol = 0"),
+]
+
+
+@pytest.mark.parametrize("call,exc,pattern", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+def test_bad_input_message(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_relu_warns():
+    with pytest.warns(UserWarning, match="activation='relu' is not smooth"):
+        gn.MLP(3, 5, activation="relu")
+
+
+def test_tiny_tolerance_warns():
+    with pytest.warns(UserWarning, match="below machine epsilon"):
+        gn.least_squares(lin, [0.0], ftol=1e-20)
