@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
 from .damping import DampingContext, DampingSchedule
 from .linsolve import LinearSolver, Prepared
@@ -192,6 +193,7 @@ def run(
     track_kernel: bool = False,
     on_row: Callable[[History], None] | None = None,
     start_name: str = "x0",
+    checkpointer: Checkpointer | None = None,
 ) -> RunOutput:
     """Run the damped Gauss–Newton loop (see the module docstring)."""
     theta = theta0.detach().clone()
@@ -206,11 +208,31 @@ def run(
     diag_run: torch.Tensor | None = None
     lin: Linearization | None = None
     term: Termination | None = None
+    saved = checkpointer.load() if checkpointer is not None else None
+    if saved is not None:
+        dev = theta.device
+        theta, theta0 = saved["theta"].to(dev), saved["theta0"].to(dev)
+        cost, cost0, sched_state = saved["cost"], saved["cost0"], saved["sched_state"]
+        diag_run = None if saved["diag_run"] is None else saved["diag_run"].to(dev)
+        nfev, njev, nit = saved["nfev"], saved["njev"], saved["nit"]
+        history.restore(saved["history"], saved["elapsed"])
+        # a run that only ran out of steps continues when given more steps
+        done = saved["termination"]
+        term = None if done in (None, Termination.STEPS_DONE.name) else Termination[done]
+        u = obj.problem.outputs(theta).detach()
+
+    def snapshot() -> dict[str, object]:
+        return {"theta": theta, "theta0": theta0, "cost": cost, "cost0": cost0, "sched_state": sched_state,
+                "diag_run": diag_run, "nfev": nfev, "njev": njev, "nit": nit, "history": history.as_dict(),
+                "elapsed": history.elapsed(), "termination": None if term is None else term.name}
+
     dense = solver.needs_dense or schedule.scaling == "diag"
     while term is None:
         if stopping.max_steps is not None and nit >= stopping.max_steps:
             term = Termination.STEPS_DONE
             break
+        if checkpointer is not None and nit > 0 and checkpointer.due(nit):
+            checkpointer.save(snapshot())
         lin = linearize(obj, theta, u, dense)
         njev += 1
         a_ok = bool(torch.isfinite(lin.a).all()) if isinstance(lin.a, torch.Tensor) else True
@@ -297,6 +319,8 @@ def run(
                     term = Termination.NO_DECREASE
                     break
                 scale *= 0.5
+    if checkpointer is not None:
+        checkpointer.save(snapshot())
     return RunOutput(theta, u, cost, cost0, lin, term, history, nfev, njev, nit)
 
 

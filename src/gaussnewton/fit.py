@@ -18,6 +18,7 @@ Euler steps of the continuous flows (eq. 6) with Δt = ``lr`` and records ``t = 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,8 +26,10 @@ import torch
 from torch import nn
 
 from ._driver import Objective, StepRule, Stopping, run
+from ._checkpoint import Checkpointer
 from ._errors import (
     GaussNewtonError,
+    NonFiniteError,
     check_choice,
     check_positive,
     check_positive_int,
@@ -102,6 +105,8 @@ def fit(
     target_loss: float | None = None,
     params: Iterable[torch.Tensor] | None = None,
     progress: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 10,
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -128,6 +133,11 @@ def fit(
         target_loss: stop as soon as the loss ≤ this value.
         params: train only these parameters of ``model`` (default: all with requires_grad).
         progress: show a tqdm progress bar.
+        checkpoint: file path; the run state is saved there atomically every
+            ``checkpoint_every`` steps and at the end, and a run started with an existing
+            checkpoint of the same configuration continues from it (same iterates as an
+            uninterrupted run). ``steps`` counts from the original start.
+        checkpoint_every: steps between checkpoints.
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -165,10 +175,15 @@ def fit(
     bar = _progress_bar(steps, method) if progress else None
     on_row = (lambda hist: _advance(bar, hist)) if bar is not None else None
     stopping = Stopping(max_steps=steps, target_cost=target_loss)
+    ckpt = None
+    if checkpoint is not None:
+        fingerprint = dict(n=n, p=problem.n_params, outputs=problem.output_shape, method=method, damping=damping,
+                           lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss)
+        ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint)
     try:
         if method == "gd":
             out_theta, cost0, cost, term, history = _gradient_descent(
-                objective, theta0, lr / (a * a), stopping, callback, track_kernel, on_row)
+                objective, theta0, lr / (a * a), stopping, callback, track_kernel, on_row, ckpt)
         else:
             p = problem.n_params
             if method == "gn":
@@ -184,7 +199,7 @@ def fit(
             linsolver = get_solver(solver, problem.n_outputs, p, theta0.element_size(), memory_budget)
             out = run(objective, theta0, schedule, linsolver, rule=rule, lr=lr if method == "gn" else 1.0,
                       stopping=stopping, callback=callback, track_kernel=track_kernel, on_row=on_row,
-                      start_name="model(X)")
+                      start_name="model(X)", checkpointer=ckpt)
             out_theta, cost0, cost, term, history = out.theta, out.initial_cost, out.cost, out.termination, out.history
     finally:
         if bar is not None:
@@ -200,18 +215,35 @@ def fit(
 
 def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping: Stopping,
                       callback: Callable[[IterationInfo], bool | None] | None, track_kernel: bool,
-                      on_row: Callable[[History], None] | None) -> tuple[torch.Tensor, float, float, Termination, History]:
+                      on_row: Callable[[History], None] | None,
+                      ckpt: Checkpointer | None) -> tuple[torch.Tensor, float, float, Termination, History]:
     """θ ← θ − η·∇R(θ) (η already divided by α²); NaN stops with the last finite θ."""
     theta = theta0.clone()
     u = obj.problem.outputs(theta).detach()
     cost0 = cost = obj.cost(u)
     if not math.isfinite(cost):
-        from ._errors import NonFiniteError
         raise NonFiniteError(f"The cost at `model(X)` must be finite; got {cost}.")
     history = History()
     term = Termination.STEPS_DONE
+    start = 0
+    saved = ckpt.load() if ckpt is not None else None
+    if saved is not None:
+        theta, theta0 = saved["theta"].to(theta.device), saved["theta0"].to(theta.device)
+        cost, cost0, start = saved["cost"], saved["cost0"], saved["nit"]
+        history.restore(saved["history"], saved["elapsed"])
+        u = obj.problem.outputs(theta).detach()
+        if saved["termination"] is not None and saved["termination"] != "STEPS_DONE":
+            return theta, cost0, cost, Termination[saved["termination"]], history
+
+    def snapshot(k: int, done: Termination | None) -> dict[str, object]:
+        return {"theta": theta, "theta0": theta0, "cost": cost, "cost0": cost0, "sched_state": None,
+                "diag_run": None, "nfev": k + 1, "njev": 0, "nit": k, "history": history.as_dict(),
+                "elapsed": history.elapsed(), "termination": None if done is None else done.name}
+
     assert stopping.max_steps is not None
-    for k in range(stopping.max_steps):
+    for k in range(start, stopping.max_steps):
+        if ckpt is not None and k > start and ckpt.due(k):
+            ckpt.save(snapshot(k, None))
         g_u = obj.loss.grad(u, obj.target).reshape(-1)
         grad = obj.weight * obj.problem.vjp(theta, g_u)
         lam = None
@@ -242,6 +274,8 @@ def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping
         if stopping.target_cost is not None and cost <= stopping.target_cost:
             term = Termination.TARGET
             break
+    if ckpt is not None:
+        ckpt.save(snapshot(len(history), term))
     return theta, cost0, cost, term, history
 
 

@@ -114,6 +114,15 @@ class History:
     def __len__(self) -> int:
         return len(self.rows["cost"])
 
+    def elapsed(self) -> float:
+        """Seconds since the run began (continued across a resume)."""
+        return time.perf_counter() - self.start
+
+    def restore(self, rows: dict[str, list[Any]], elapsed: float) -> None:
+        """Continue a saved history: its rows, and its clock at ``elapsed`` seconds."""
+        self.rows = {k: list(rows[k]) for k in self.KEYS}
+        self.start = time.perf_counter() - elapsed
+
     def as_dict(self) -> dict[str, list[Any]]:
         """A copy of the records."""
         return {k: list(v) for k, v in self.rows.items()}
