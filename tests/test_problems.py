@@ -115,7 +115,7 @@ def test_mlp_structure_and_recentering():
     assert torch.allclose(net(x), torch.zeros(11, dtype=torch.float64), atol=1e-14)  # u_0 = 0 for every α
     prob = NetworkProblem(net, x)
     assert prob.n_params == 30 * 5  # output layer frozen: p = m·d
-    assert set(net.output.detach().abs().tolist()) == {1.0}
+    assert set(net.output.weight.detach().abs().reshape(-1).tolist()) == {1.0}
     w = net.hidden[0].weight.detach()
     assert abs(float(w.mean())) < 0.2 and abs(float(w.std()) - 1) < 0.2
     deep = gn.MLP(5, width=10, depth=3, train_output_layer=True, seed=0)

@@ -17,6 +17,7 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -95,7 +96,7 @@ class Linearization:
 
     a: torch.Tensor | JacobianOperator
     h: torch.Tensor
-    jac: torch.Tensor | None
+    jac: torch.Tensor | Any | None
     grad: torch.Tensor
     curvature: Curvature
 
@@ -103,7 +104,16 @@ class Linearization:
 def linearize(obj: Objective, theta: torch.Tensor, u: torch.Tensor, dense: bool) -> Linearization:
     """Linearize the objective at θ (outputs ``u`` already computed)."""
     curv = obj.loss.curvature(u, obj.target)
-    if dense:
+    if getattr(obj.problem, "structured", False):  # Linear-layer networks: factored Jacobian
+        sj = obj.problem.structured_jacobian(theta)  # type: ignore[attr-defined]
+        jac = sj
+        if curv.is_identity:
+            a = sj
+        elif curv.sqrt_diag is not None:
+            a = sj.scale_rows(curv.sqrt_diag)
+        else:
+            a = curv.rows(sj.dense())
+    elif dense:
         jac = obj.problem.jacobian(theta)
         a: torch.Tensor | JacobianOperator = curv.rows(jac)
     else:
@@ -147,6 +157,8 @@ def check_termination(actual: float, cost: float, step_norm: float, x_norm: floa
 def _column_sq_norms(a: torch.Tensor | JacobianOperator) -> torch.Tensor | None:
     if isinstance(a, torch.Tensor):
         return (a * a).sum(0)
+    if hasattr(a, "column_sq_norms"):
+        return a.column_sq_norms()  # type: ignore[no-any-return]
     return None
 
 
@@ -341,7 +353,11 @@ def _context(obj: Objective, lin: Linearization, solver: LinearSolver, prepared:
                 "Jacobian; use solver='normal' or 'kernel' (got the matrix-free 'cg')."
             )
         n, p = jac.shape
-        g = jac @ jac.T if n <= p else jac.T @ jac
+        if hasattr(jac, "kernel") and n <= p:
+            g = jac.kernel()
+        else:
+            dense_j = jac if isinstance(jac, torch.Tensor) else jac.dense()
+            g = dense_j @ dense_j.T if n <= p else dense_j.T @ dense_j
         return float(torch.linalg.eigvalsh(g)[max(g.shape[0] - min(n, p), 0)]) / unit
 
     return DampingContext(

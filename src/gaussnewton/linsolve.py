@@ -286,6 +286,12 @@ class KernelSolver(LinearSolver):
         self.gram_dtype = gram_dtype
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
+        if hasattr(a, "kernel") and diag is None and self.gram_dtype is None:
+            # structured Jacobian (Linear-layer network): K from per-layer factors, J never formed
+            prep = Prepared(a, h, None, gram=a.kernel(), rhs=h)
+            if spectrum:
+                prep.eig = torch.linalg.eigh(prep.gram)
+            return prep
         dis = _d_inv_sqrt(diag)
         ad = _scale_columns(as_dense(a), dis)
         if self.gram_dtype is not None:
@@ -305,9 +311,7 @@ class KernelSolver(LinearSolver):
             z = _eig_solve(*prepared.eig, prepared.rhs, rho)
         else:
             z, jitter = _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
-        a = prepared.a
-        assert isinstance(a, torch.Tensor)
-        delta = -(a.T @ z)
+        delta = -rmatvec(prepared.a, z)
         if prepared.d_inv_sqrt is not None:
             delta = delta * prepared.d_inv_sqrt
         return delta, LinearSolveInfo(self.name, jitter=jitter)

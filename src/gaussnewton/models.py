@@ -126,17 +126,20 @@ class MLP(nn.Module):
                 layer.weight.copy_(torch.randn(m, dims[h], generator=gen, dtype=dtype))
             self.hidden.append(layer)
         signs = torch.randint(0, 2, (m,), generator=gen).to(dtype) * 2 - 1
-        self.output = nn.Parameter(signs, requires_grad=bool(train_output_layer))
+        self.output = nn.Linear(m, 1, bias=False, dtype=dtype)
+        with torch.no_grad():
+            self.output.weight.copy_(signs[None, :])
+        self.output.weight.requires_grad_(bool(train_output_layer))
         if self.recenter:
             for h, layer in enumerate(self.hidden):
                 self.register_buffer(f"w0_{h}", layer.weight.detach().clone())
             self.register_buffer("c0", signs.clone())
 
-    def _raw(self, x: torch.Tensor, weights: list[torch.Tensor], c: torch.Tensor) -> torch.Tensor:
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
         sigma = ACTIVATIONS[self.activation]
-        for w in weights:
-            x = self.scale * sigma(x @ w.T)
-        return x @ c
+        for h in range(self.depth):
+            x = self.scale * sigma(x @ getattr(self, f"w0_{h}").T)
+        return x @ self.c0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return α·(f(x;θ) − f(x;θ_0)) (or α·f(x;θ) without re-centring), shape (N,)."""
@@ -144,10 +147,13 @@ class MLP(nn.Module):
             raise GaussNewtonError(
                 f"`x` must have shape (N, {self.hidden[0].in_features}); got {tuple(x.shape)}."
             )
-        out = self._raw(x, [layer.weight for layer in self.hidden], self.output)
-        if self.recenter:
-            ref = self._raw(x, [getattr(self, f"w0_{h}") for h in range(self.depth)], self.c0)
-            out = out - ref
+        sigma = ACTIVATIONS[self.activation]
+        h = x
+        for layer in self.hidden:  # modules are called (not their weights used directly) so that
+            h = self.scale * sigma(layer(h))  # the structured Linear-layer Jacobian applies
+        out = self.output(h).squeeze(-1)
+        if self.recenter:  # buffers only: constant in θ
+            out = out - self._reference(x)
         return self.alpha * out
 
     def extra_repr(self) -> str:  # noqa: D102

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .._errors import GaussNewtonError
+from .._errors import GaussNewtonError, check_choice
 from .base import Problem, chunk_size_for
 from .functional import _vmap_halving
+from .structured import LayerFactor, StructuredJacobian, linear_layers
 
 __all__ = ["NetworkProblem", "ParamVector"]
 
@@ -54,6 +55,11 @@ class NetworkProblem(Problem):
         params: optional iterable of the parameters to train (a subset of
             ``model.parameters()``); default: all with ``requires_grad``.
         memory_budget: bytes for the per-sample Jacobian lanes.
+        jacobian: ``"auto"`` (the structured Linear-layer path of
+            :mod:`~gaussnewton.problems.structured` when the model qualifies, else autodiff),
+            ``"structured"`` (require it) or ``"autodiff"`` (per-sample ``vmap(jacrev)``; when
+            two rows of it disagree with full-batch VJPs, i.e. samples interact, full-batch
+            reverse mode is used instead).
         check_deterministic: evaluate twice at θ₀ and refuse a model whose outputs differ
             (dropout in train mode, random augmentation): full-batch GN is silently wrong then.
 
@@ -69,6 +75,7 @@ class NetworkProblem(Problem):
         *,
         params: Iterable[torch.Tensor] | None = None,
         memory_budget: float = 2 * 2**30,
+        jacobian: str = "auto",
         check_deterministic: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -127,6 +134,18 @@ class NetworkProblem(Problem):
                     "differ (dropout or batch-norm in train mode? call model.eval()). "
                     "Pass check_deterministic=False only if you know why."
                 )
+        check_choice("jacobian", jacobian, ("auto", "structured", "autodiff"))
+        self._layers = linear_layers(model, self._trained) if jacobian != "autodiff" else None
+        self._reference_rows = self._batch_rows(theta0)
+        # per-sample vmap(jacrev) assumes samples are processed independently; verify on two rows
+        self.per_sample = bool(torch.allclose(self._autodiff_jacobian(theta0, self.x[: min(2, x.shape[0])]),
+                                              self._reference_rows, rtol=1e-6, atol=self._atol()))
+        self.structured = self._layers is not None and self._structured_matches(theta0)
+        if jacobian == "structured" and not self.structured:
+            raise GaussNewtonError(
+                "`jacobian`='structured' needs every trainable parameter in an nn.Linear called once per "
+                "forward on 2-D input, with samples processed independently; this model does not qualify."
+            )
 
     def get_flat(self) -> torch.Tensor:
         """The model's current trainable parameters as a flat vector (a copy)."""
@@ -147,9 +166,91 @@ class NetworkProblem(Problem):
     def outputs(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self._call(theta, self.x)
 
-    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def _atol(self) -> float:
+        return 1e-9 if self.dtype == torch.float64 else 1e-5
+
+    def _batch_rows(self, theta: torch.Tensor) -> torch.Tensor:
+        """Exact Jacobian rows of the first two samples from full-batch VJPs (the reference)."""
+        rows = min(2, self.x.shape[0]) * (self.n_outputs // self.x.shape[0])
+        _, vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
+        basis = torch.eye(self.n_outputs, dtype=self.dtype, device=self.device)[:rows]
+        return torch.stack([vjp_fn(e)[0] for e in basis])
+
+    def _structured_matches(self, theta: torch.Tensor) -> bool:
+        """Structured rows equal the full-batch rows on two samples (catches coupling)."""
+        try:
+            sj = self.structured_jacobian(theta)
+        except _NotStructured:
+            return False
+        ref = self._reference_rows
+        return bool(torch.allclose(sj.dense()[: ref.shape[0]], ref, rtol=1e-6, atol=self._atol()))
+
+    def structured_jacobian(self, theta: torch.Tensor) -> StructuredJacobian:
+        """The Jacobian at θ as per-layer factors (only for Linear-layer models).
+
+        Raises:
+            GaussNewtonError: if the model does not qualify (see ``jacobian=`` in the class).
+        """
+        if self._layers is None:
+            raise GaussNewtonError("`model` does not qualify for the structured Jacobian.")
+        offsets = {}
+        pos = 0
+        for name, numel in zip(self.layout.names, self.layout.numels, strict=True):
+            offsets[name] = pos
+            pos += numel
+        acts: dict[str, torch.Tensor] = {}
+        outs: dict[str, torch.Tensor] = {}
+        calls: dict[str, int] = {}
+
+        def hook(name: str):  # noqa: ANN202
+            def fn(_mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+                calls[name] = calls.get(name, 0) + 1
+                acts[name] = inputs[0].detach()
+                outs[name] = output
+            return fn
+
+        handles = [mod.register_forward_hook(hook(name)) for name, mod in self._layers]
+        try:
+            with torch.enable_grad():
+                out = self._call(theta.detach().requires_grad_(True), self.x)
+        finally:
+            for h in handles:
+                h.remove()
         n = self.x.shape[0]
-        k = self.n_outputs // n
+        names = [name for name, _ in self._layers]
+        if any(calls.get(nm) != 1 or acts[nm].ndim != 2 or acts[nm].shape[0] != n for nm in names):
+            raise _NotStructured
+        k = out.numel() // n
+        cols = out.reshape(n, k)
+        grads: list[list[torch.Tensor]] = [[] for _ in names]
+        for c in range(k):
+            gs = torch.autograd.grad(cols[:, c].sum(), [outs[nm] for nm in names],
+                                     retain_graph=c < k - 1, allow_unused=True)
+            for i, (g, nm) in enumerate(zip(gs, names, strict=True)):
+                grads[i].append(torch.zeros_like(outs[nm]) if g is None else g)
+        factors = []
+        for i, (nm, _mod) in enumerate(self._layers):
+            g = torch.stack(grads[i], dim=1).reshape(n * k, -1).detach()
+            a = acts[nm].repeat_interleave(k, dim=0) if k > 1 else acts[nm]
+            prefix = f"{nm}." if nm else ""
+            factors.append(LayerFactor(a, g, offsets.get(prefix + "weight", -1), offsets.get(prefix + "bias", -1)))
+        return StructuredJacobian(tuple(factors), (n * k, self.n_params))
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.structured:
+            return self.structured_jacobian(theta).dense()
+        if self.per_sample:
+            return self._autodiff_jacobian(theta, self.x)
+        # samples interact (batch statistics): reverse mode over the whole batch, N VJPs
+        _, vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
+        basis = torch.eye(self.n_outputs, dtype=self.dtype, device=self.device)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        chunk = chunk_size_for(self.n_outputs, 4 * self.n_params * itemsize, self.memory_budget)
+        return _vmap_halving(lambda e: vjp_fn(e)[0], basis, chunk)
+
+    def _autodiff_jacobian(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        k = self.n_outputs // self.x.shape[0]
 
         def single(t: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
             return self._call(t, xi.unsqueeze(0)).reshape(-1)
@@ -157,5 +258,9 @@ class NetworkProblem(Problem):
         per_sample = torch.func.jacrev(single)
         itemsize = torch.finfo(self.dtype).bits // 8
         chunk = chunk_size_for(n, 4 * k * self.n_params * itemsize, self.memory_budget)
-        jac = _vmap_halving(lambda xi: per_sample(theta, xi), self.x, chunk)
+        jac = _vmap_halving(lambda xi: per_sample(theta, xi), x, chunk)
         return jac.reshape(n * k, self.n_params)
+
+
+class _NotStructured(Exception):
+    """The model's forward does not have the Linear-layer structure."""

@@ -1,0 +1,93 @@
+"""The structured Linear-layer Jacobian/kernel agrees with per-sample autodiff."""
+
+import pytest
+import torch
+from torch import nn
+
+import gaussnewton as gn
+from gaussnewton.problems import NetworkProblem
+
+
+def models():
+    torch.manual_seed(0)
+    return {
+        "mlp": gn.MLP(4, width=12, depth=2, train_output_layer=True, seed=0),
+        "sequential_bias": nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 5), nn.Softplus(), nn.Linear(5, 1),
+                                         nn.Flatten(0)).double(),
+        "multi_output": nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 3)).double(),
+    }
+
+
+@pytest.mark.parametrize("name", ["mlp", "sequential_bias", "multi_output"])
+def test_structured_matches_autodiff(name):
+    model = models()[name]
+    x = torch.randn(9, 4, dtype=torch.float64)
+    prob = NetworkProblem(model, x)
+    assert prob.structured
+    ref_prob = NetworkProblem(model, x, jacobian="autodiff")
+    theta = prob.get_flat() + 0.1 * torch.randn(prob.n_params, dtype=torch.float64)
+    sj = prob.structured_jacobian(theta)
+    jac = ref_prob.jacobian(theta)
+    assert torch.allclose(sj.dense(), jac, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(sj.kernel(), jac @ jac.T, rtol=1e-11, atol=1e-12)
+    v = torch.randn(prob.n_params, dtype=torch.float64)
+    u = torch.randn(prob.n_outputs, dtype=torch.float64)
+    assert torch.allclose(sj.mv(v), jac @ v, atol=1e-12)
+    assert torch.allclose(sj.rmv(u), jac.T @ u, atol=1e-12)
+    s = torch.rand(prob.n_outputs, dtype=torch.float64)
+    scaled = sj.scale_rows(s)
+    assert torch.allclose(scaled.kernel(), (s[:, None] * jac) @ (s[:, None] * jac).T, atol=1e-12)
+    assert torch.allclose(scaled.column_sq_norms(), ((s[:, None] * jac) ** 2).sum(0), atol=1e-12)
+
+
+class Shared(nn.Module):  # one Linear used twice: not eligible
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3).double()
+
+    def forward(self, x):
+        return self.lin(torch.tanh(self.lin(x))).sum(1)
+
+
+class Coupled(nn.Module):  # samples interact through a batch statistic: structured rows would be wrong
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1).double()
+
+    def forward(self, x):
+        z = self.lin(x).squeeze(-1)
+        return z - z.mean()
+
+
+@pytest.mark.parametrize("cls", [Shared, Coupled])
+def test_ineligible_models_fall_back_to_autodiff(cls):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    prob = NetworkProblem(cls(), x)
+    assert not prob.structured
+    with pytest.raises(gn.GaussNewtonError, match="does not qualify"):
+        NetworkProblem(cls(), x, jacobian="structured")
+
+
+@pytest.mark.parametrize("width", [60, 3])  # kernel path (p > n) and normal path (p < n)
+def test_fit_iterates_equal_with_and_without_structure(width, monkeypatch):
+    X, y = gn.datasets.single_index(20, 4, seed=0)
+    runs = []
+    for structured in (True, False):
+        net = gn.MLP(4, width=width, alpha=3.0, seed=0)
+        if not structured:
+            monkeypatch.setattr(NetworkProblem, "_structured_matches", lambda self, theta: False)
+        res = gn.fit(net, X, y, method="gn", damping=gn.damping.Adaptive(1.0) if width > 10 else 0.0, lr=0.5,
+                     steps=5, loss="pseudo_huber", track_kernel=True)
+        runs.append(res)
+    assert torch.allclose(runs[0].params, runs[1].params, rtol=1e-9, atol=1e-12)
+    assert runs[0].history["lambda_min"] == pytest.approx(runs[1].history["lambda_min"], rel=1e-8)
+
+
+def test_coupled_model_jacobian_is_exact():
+    x = torch.randn(6, 3, dtype=torch.float64)
+    model = Coupled()
+    prob = NetworkProblem(model, x)
+    assert not prob.per_sample
+    theta = prob.get_flat()
+    dense = torch.autograd.functional.jacobian(lambda t: prob.outputs(t), theta)
+    assert torch.allclose(prob.jacobian(theta), dense, atol=1e-12)
