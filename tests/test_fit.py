@@ -174,3 +174,11 @@ def test_same_seed_same_history():
     runs = [gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=5), X, y, method="lm", steps=10).history for _ in range(2)]
     for key in ("loss", "damping", "step_norm", "accepted"):
         assert runs[0][key] == runs[1][key]
+
+
+def test_fit_verbose_table(capsys):
+    X, y = data()
+    gn.fit(gn.MLP(3, width=20, seed=0), X, y, method="lm", steps=3, verbose=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["Iteration", "nfev", "Cost"]
+    assert len(out) == 1 + 3 + 1 and "Steps 3" in out[-1]

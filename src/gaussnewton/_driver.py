@@ -336,6 +336,20 @@ def run(
     return RunOutput(theta, u, cost, cost0, lin, term, history, nfev, njev, nit)
 
 
+TABLE_HEADER = (f"{'Iteration':>10} {'nfev':>6} {'Cost':>14} {'Cost reduction':>15} {'Step norm':>11} "
+                f"{'Optimality':>11} {'Damping':>10}")
+
+
+def print_row(history: History) -> None:
+    """Print the last history row as a SciPy-style table line (``verbose=2``)."""
+    rows = history.rows
+    k = len(history) - 1
+    red = "" if k == 0 else f"{rows['cost'][k - 1] - rows['cost'][k]:.2e}"
+    print(f"{k + 1:>10} {rows['nfev'][k]:>6} {rows['cost'][k]:>14.6e} {red:>15} "
+          f"{rows['step_norm'][k]:>11.2e} {rows['grad_norm'][k]:>11.2e} {rows['damping'][k]:>10.2e}"
+          f"{'' if rows['accepted'][k] else '  (rejected)'}")
+
+
 def _context(obj: Objective, lin: Linearization, solver: LinearSolver, prepared: Prepared,
              colsq: torch.Tensor | None, iteration: int, progress: float) -> DampingContext:
     unit = obj.unit

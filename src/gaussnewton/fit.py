@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._driver import Objective, StepRule, Stopping, run
+from ._driver import TABLE_HEADER, Objective, StepRule, Stopping, print_row, run
 from ._checkpoint import Checkpointer
 from ._errors import (
     GaussNewtonError,
@@ -107,6 +107,7 @@ def fit(
     progress: bool = False,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 10,
+    verbose: int = 0,
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -138,6 +139,7 @@ def fit(
             checkpoint of the same configuration continues from it (same iterates as an
             uninterrupted run). ``steps`` counts from the original start.
         checkpoint_every: steps between checkpoints.
+        verbose: 0 silent, 1 a final line, 2 a SciPy-style line per step.
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -172,8 +174,18 @@ def fit(
     n = xt.shape[0]
     objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a)
     theta0 = problem.get_flat()
+    if verbose not in (0, 1, 2):
+        raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
     bar = _progress_bar(steps, method) if progress else None
-    on_row = (lambda hist: _advance(bar, hist)) if bar is not None else None
+
+    def on_row(hist: History) -> None:
+        if bar is not None:
+            _advance(bar, hist)
+        if verbose == 2:
+            print_row(hist)
+
+    if verbose == 2:
+        print(TABLE_HEADER)
     stopping = Stopping(max_steps=steps, target_cost=target_loss)
     ckpt = None
     if checkpoint is not None:
@@ -205,6 +217,8 @@ def fit(
         if bar is not None:
             bar.close()
     problem.set_flat(out_theta)
+    if verbose >= 1:
+        print(f"{term.message} Steps {len(history)}, initial loss {cost0:.4e}, final loss {cost:.4e}.")
     hist = history.as_dict()
     hist["loss"] = hist["cost"]
     if dynamics == "euler":

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ._driver import Objective, StepRule, Stopping, run
+from ._driver import TABLE_HEADER, Objective, StepRule, Stopping, print_row, run
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive_int, to_float_tensor
 from .damping import DampingSchedule, Nielsen, get_damping
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
@@ -33,7 +33,6 @@ from .result import IterationInfo, LeastSquaresResult
 
 __all__ = ["least_squares"]
 
-_TABLE_HEADER = f"{'Iteration':>10} {'nfev':>6} {'Cost':>14} {'Cost reduction':>15} {'Step norm':>11} {'Optimality':>11} {'Damping':>10}"
 
 
 def least_squares(
@@ -129,9 +128,9 @@ def least_squares(
     stopping = Stopping(ftol=ftol, xtol=xtol, gtol=gtol,
                         max_nfev=max_nfev if max_nfev is not None else 100 * max(p, 10))
     objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0)
-    on_row = _print_row if verbose == 2 else None
+    on_row = print_row if verbose == 2 else None
     if verbose == 2:
-        print(_TABLE_HEADER)
+        print(TABLE_HEADER)
     out = run(objective, x, schedule, linsolver, rule=rule, stopping=stopping,
               callback=callback, on_row=on_row, start_name="fun(x0)")
     lin = out.lin
@@ -153,13 +152,3 @@ def least_squares(
         status=term.value, message=term.message, success=term.success, termination=term,
         history=hist,
     )
-
-
-def _print_row(history: Any) -> None:
-    rows = history.rows
-    k = len(history) - 1
-    prev = rows["cost"][k - 1] if k > 0 else None
-    red = "" if prev is None else f"{prev - rows['cost'][k]:.2e}"
-    print(f"{k + 1:>10} {rows['nfev'][k]:>6} {rows['cost'][k]:>14.6e} {red:>15} "
-          f"{rows['step_norm'][k]:>11.2e} {rows['grad_norm'][k]:>11.2e} {rows['damping'][k]:>10.2e}"
-          f"{'' if rows['accepted'][k] else '  (rejected)'}")
