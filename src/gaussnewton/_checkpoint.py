@@ -33,13 +33,15 @@ class Checkpointer:
             checkpoint whose fingerprint differs is refused on resume.
     """
 
-    def __init__(self, path: str | os.PathLike[str], every: int, fingerprint: dict[str, Any]) -> None:
+    def __init__(self, path: str | os.PathLike[str], every: int, fingerprint: dict[str, Any],
+                 writer: bool = True) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise GaussNewtonError(f"`checkpoint` must be a file path; got {type(path).__name__}.")
         self.path = Path(path)
         self.every = int(check_positive_int("checkpoint_every", every))  # type: ignore[arg-type]
         self.fingerprint = {k: str(v) for k, v in fingerprint.items()}
         self.last_saved = -1
+        self.writer = writer  # only rank 0 writes under a process group
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None if there is no checkpoint yet.
@@ -66,7 +68,10 @@ class Checkpointer:
         return nit - max(self.last_saved, 0) >= self.every or self.last_saved < 0
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write ``state`` atomically."""
+        """Write ``state`` atomically (a no-op on ranks other than 0)."""
+        self.last_saved = int(state["nit"])
+        if not self.writer:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         payload = {**state, "format": _FORMAT, "fingerprint": self.fingerprint}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ import torch
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
 from .damping import DampingContext, DampingSchedule
+from .distributed import Reducer
 from .linsolve import LinearSolver, Prepared
 from .losses import Curvature, Loss
 from .operators import JacobianOperator, matvec, rmatvec
@@ -76,6 +77,7 @@ class Objective:
         target: y, broadcastable against the outputs.
         weight: factor on the summed loss.
         unit: factor from the schedules' ρ to the unnormalized system.
+        reducer: sums over the data shards of a process group (identity by default).
     """
 
     problem: Problem
@@ -83,10 +85,11 @@ class Objective:
     target: torch.Tensor
     weight: float
     unit: float
+    reducer: Reducer = field(default_factory=lambda: Reducer(None))
 
     def cost(self, u: torch.Tensor) -> float:
-        """The cost of outputs ``u`` (NaN if non-finite)."""
-        c = float(self.loss.value(u, self.target).sum()) * self.weight
+        """The cost of outputs ``u`` (NaN if non-finite), summed over all shards."""
+        c = float(self.reducer.sum(self.loss.value(u, self.target).sum())) * self.weight
         return c if math.isfinite(c) else math.nan
 
 
@@ -121,7 +124,7 @@ def linearize(obj: Objective, theta: torch.Tensor, u: torch.Tensor, dense: bool)
         op = obj.problem.operator(theta)
         a = JacobianOperator(op.shape, lambda v: curv.apply(op.mv(v)),
                              lambda w: op.rmv(curv.apply_t(w)), None, op.dtype, op.device)
-    grad = obj.weight * rmatvec(a, curv.h)
+    grad = obj.reducer.sum(obj.weight * rmatvec(a, curv.h))
     return Linearization(a, curv.h, jac, grad, curv)
 
 
@@ -129,6 +132,15 @@ def predicted_reduction(a: torch.Tensor | JacobianOperator, h: torch.Tensor, ste
     """m(0) − m(s) for the GN model m(s) = ½‖A s + h‖² (unweighted): −hᵀAs − ½‖As‖²."""
     a_s = matvec(a, step)
     return float(-(h @ a_s) - 0.5 * (a_s @ a_s))
+
+
+def _predicted_reduction(obj: Objective, lin: Linearization, step: torch.Tensor) -> float:
+    """:func:`predicted_reduction` summed over the shards of a process group."""
+    if not obj.reducer.active:
+        return predicted_reduction(lin.a, lin.h, step)
+    a_s = matvec(lin.a, step)
+    terms = obj.reducer.sum(torch.stack([lin.h @ a_s, a_s @ a_s]))
+    return float(-terms[0] - 0.5 * terms[1])
 
 
 def gain_ratio(actual: float, predicted: float) -> float:
@@ -256,6 +268,8 @@ def run(
             term = Termination.GTOL
             break
         colsq = _column_sq_norms(lin.a)
+        if colsq is not None:
+            colsq = obj.reducer.sum(colsq)
         diag = None
         if schedule.scaling == "diag":
             assert colsq is not None
@@ -283,7 +297,7 @@ def run(
             nfev += 1
             nit += 1
             actual = cost - trial_cost
-            ratio = gain_ratio(actual, obj.weight * predicted_reduction(lin.a, lin.h, step))
+            ratio = gain_ratio(actual, obj.weight * _predicted_reduction(obj, lin, step))
             if rule is StepRule.TRUST_REGION:
                 sched_state, accepted = schedule.update(sched_state, ratio)
             elif rule is StepRule.FIXED:
@@ -360,6 +374,8 @@ def _context(obj: Objective, lin: Linearization, solver: LinearSolver, prepared:
     def lam_min_kernel() -> float:
         if lin.curvature.is_identity:
             return lam_min()
+        if obj.reducer.active:
+            raise GaussNewtonError("CurvatureGlobal damping with a non-squared loss is not supported with a process group.")
         jac = lin.jac
         if jac is None:
             raise GaussNewtonError(

@@ -36,6 +36,7 @@ from ._errors import (
     to_float_tensor,
 )
 from .damping import DampingSchedule, get_damping
+from .distributed import Reducer, distributed_solver, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver, lanczos_extremes
 from .losses import Loss, get_loss
 from .problems.network import NetworkProblem
@@ -108,6 +109,7 @@ def fit(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 10,
     verbose: int = 0,
+    process_group: Any = "auto",
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -140,6 +142,9 @@ def fit(
             uninterrupted run). ``steps`` counts from the original start.
         checkpoint_every: steps between checkpoints.
         verbose: 0 silent, 1 a final line, 2 a SciPy-style line per step.
+        process_group: data parallelism (:mod:`gaussnewton.distributed`): each rank passes its
+            own shard of (X, y); ``"auto"`` uses the default group when torch.distributed is
+            initialized with more than one process, None trains this process alone.
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -171,9 +176,11 @@ def fit(
         yt = yt.reshape(problem.output_shape)
     a = alpha if alpha is not None else float(getattr(model, "alpha", 1.0))
     a = check_positive("alpha", a)
-    n = xt.shape[0]
-    objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a)
-    theta0 = problem.get_flat()
+    reducer = Reducer(resolve_group(process_group))
+    n = int(reducer.sum(torch.tensor(xt.shape[0], device=xt.device)))  # samples over all shards
+    objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a, reducer)
+    theta0 = reducer.broadcast(problem.get_flat())  # identical start on every rank
+    problem.set_flat(theta0)
     if verbose not in (0, 1, 2):
         raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
     bar = _progress_bar(steps, method) if progress else None
@@ -189,9 +196,10 @@ def fit(
     stopping = Stopping(max_steps=steps, target_cost=target_loss)
     ckpt = None
     if checkpoint is not None:
-        fingerprint = dict(n=n, p=problem.n_params, outputs=problem.output_shape, method=method, damping=damping,
-                           lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss)
-        ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint)
+        fingerprint = dict(n=n, p=problem.n_params, outputs=problem.output_shape[1:], method=method, damping=damping,
+                           lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss,
+                           world=1 if not reducer.active else torch.distributed.get_world_size(reducer.group))
+        ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0)
     try:
         if method == "gd":
             out_theta, cost0, cost, term, history = _gradient_descent(
@@ -208,7 +216,10 @@ def fit(
                 if not schedule.trust_region:
                     raise GaussNewtonError(f"`damping` for method='lm' must be a trust-region rule (Nielsen, Marquardt); got {schedule!r}.")
                 rule = StepRule.TRUST_REGION
-            linsolver = get_solver(solver, problem.n_outputs, p, theta0.element_size(), memory_budget)
+            n_rows = int(reducer.sum(torch.tensor(problem.n_outputs)))
+            linsolver = get_solver(solver, n_rows, p, theta0.element_size(), memory_budget)
+            if reducer.active:
+                linsolver = distributed_solver(linsolver, reducer)
             out = run(objective, theta0, schedule, linsolver, rule=rule, lr=lr if method == "gn" else 1.0,
                       stopping=stopping, callback=callback, track_kernel=track_kernel, on_row=on_row,
                       start_name="model(X)", checkpointer=ckpt)
@@ -259,7 +270,7 @@ def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping
         if ckpt is not None and k > start and ckpt.due(k):
             ckpt.save(snapshot(k, None))
         g_u = obj.loss.grad(u, obj.target).reshape(-1)
-        grad = obj.weight * obj.problem.vjp(theta, g_u)
+        grad = obj.reducer.sum(obj.weight * obj.problem.vjp(theta, g_u))
         lam = None
         if track_kernel:
             jac = obj.problem.jacobian(theta)

@@ -26,6 +26,7 @@ import torch
 from ._driver import TABLE_HEADER, Objective, StepRule, Stopping, print_row, run
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive_int, to_float_tensor
 from .damping import DampingSchedule, Nielsen, get_damping
+from .distributed import Reducer, distributed_solver, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Squared
 from .problems.functional import FunctionProblem
@@ -50,6 +51,7 @@ def least_squares(
     memory_budget: float = DEFAULT_MEMORY_BUDGET,
     callback: Callable[[IterationInfo], bool | None] | None = None,
     verbose: int = 0,
+    process_group: Any = "auto",
 ) -> LeastSquaresResult:
     """Minimize ½‖fun(x)‖² by Levenberg–Marquardt or Gauss–Newton.
 
@@ -75,6 +77,9 @@ def least_squares(
         callback: called after each trial step with an
             :class:`~gaussnewton.result.IterationInfo`; return True to stop.
         verbose: 0 silent, 1 final report, 2 a line per trial step (SciPy-style table).
+        process_group: for residuals that are sums over data shards: each rank's ``fun``
+            returns its own rows of r; ``"auto"`` uses the default torch.distributed group
+            when initialized with more than one process (see :mod:`gaussnewton.distributed`).
 
     Returns:
         LeastSquaresResult: ``x, cost, fun, jac, grad, optimality, nfev, njev, status,
@@ -111,8 +116,10 @@ def least_squares(
     if verbose not in (0, 1, 2):
         raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
 
+    reducer = Reducer(resolve_group(process_group))
+    x = reducer.broadcast(x)
     problem = FunctionProblem(fun, x, jac=jac, memory_budget=memory_budget)
-    n, p = problem.n_outputs, problem.n_params
+    n, p = int(reducer.sum(torch.tensor(problem.n_outputs))), problem.n_params
     if method == "lm":
         schedule = Nielsen(scaling="diag") if damping is None else get_damping(damping, "nielsen")
         if not schedule.trust_region:
@@ -125,9 +132,11 @@ def least_squares(
         schedule = get_damping(damping if isinstance(damping, (int, float)) else None, "none")
         rule = StepRule.HALVING
     linsolver = get_solver(solver, n, p, x.element_size(), memory_budget)
+    if reducer.active:
+        linsolver = distributed_solver(linsolver, reducer)
     stopping = Stopping(ftol=ftol, xtol=xtol, gtol=gtol,
                         max_nfev=max_nfev if max_nfev is not None else 100 * max(p, 10))
-    objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0)
+    objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0, reducer)
     on_row = print_row if verbose == 2 else None
     if verbose == 2:
         print(TABLE_HEADER)
@@ -140,6 +149,7 @@ def least_squares(
     if lin is None or (hist["accepted"] and hist["accepted"][-1]):
         jac_final = problem.jacobian(out.theta) if linsolver.needs_dense else None
         grad = (jac_final.T @ out.outputs) if jac_final is not None else problem.vjp(out.theta, out.outputs)
+        grad = reducer.sum(grad)
     else:
         jac_final = lin.jac
     term = out.termination

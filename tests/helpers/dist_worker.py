@@ -1,0 +1,54 @@
+"""Worker launched by torchrun in tests/test_distributed.py (not a test module).
+
+usage: dist_worker.py OUT CASE [CHECKPOINT] [DIE_AT_STEP]
+Each rank takes its shard of the same global data; rank 0 saves the final parameters to OUT.
+"""
+
+import os
+import sys
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+import gaussnewton as gn
+
+
+def global_data():
+    return gn.datasets.single_index(37, 8, seed=4)  # 37: shards of unequal size
+
+
+def main() -> None:
+    out, case = sys.argv[1], sys.argv[2]
+    ckpt = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
+    die_at = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    dist.init_process_group("gloo", timeout=timedelta(seconds=30))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    X, y = global_data()
+    idx = torch.tensor_split(torch.arange(X.shape[0]), world)[rank]  # contiguous shards, unequal sizes
+    if case == "lsq":
+        t = torch.tensor_split(torch.linspace(0, 3, 40, dtype=torch.float64), world)[rank]
+        yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
+        res = gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - yt, [1.0, 1.0])
+        params = res.x
+    else:
+        method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
+                                 "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto")}[case]
+        net = gn.MLP(8, width=width, alpha=2.0, seed=1)
+
+        def callback(info):
+            if die_at is not None and rank == world - 1 and info.iteration == die_at:
+                os._exit(17)  # a rank dies abruptly mid-run
+
+        damping = gn.damping.Adaptive(1.0) if case == "gn_adaptive" else None
+        res = gn.fit(net, X[idx], y[idx], method=method, steps=8, solver=solver, damping=damping,
+                     checkpoint=ckpt, checkpoint_every=1, callback=callback, track_kernel=case == "gn_adaptive")
+        params = res.params
+    if rank == 0:
+        torch.save(params, out)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

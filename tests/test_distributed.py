@@ -1,0 +1,60 @@
+"""Data-parallel GN on torch.distributed (gloo): iterates match one process; faults stop cleanly."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import gaussnewton as gn
+
+WORKER = Path(__file__).parent / "helpers" / "dist_worker.py"
+sys.path.insert(0, str(WORKER.parent))
+from dist_worker import global_data  # noqa: E402
+
+
+def reference(case):
+    X, y = global_data()
+    if case == "lsq":
+        t = torch.linspace(0, 3, 40, dtype=torch.float64)
+        yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
+        return gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - yt, [1.0, 1.0]).x
+    method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
+                             "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto")}[case]
+    damping = gn.damping.Adaptive(1.0) if case == "gn_adaptive" else None
+    net = gn.MLP(8, width=width, alpha=2.0, seed=1)
+    return gn.fit(net, X, y, method=method, steps=8, solver=solver, damping=damping).params
+
+
+def torchrun(nproc, *args, timeout=240):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(WORKER), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("nproc,case", [(2, "lm_kernel"), (2, "lm_normal"), (2, "gn_adaptive"), (2, "gd"), (2, "lsq"),
+                                        (4, "lm_kernel")])
+def test_iterates_match_single_process(tmp_path, nproc, case):
+    out = tmp_path / "params.pt"
+    proc = torchrun(nproc, out, case)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    params = torch.load(out)
+    ref = reference(case)
+    assert torch.allclose(params, ref, rtol=1e-10, atol=1e-12), float((params - ref).abs().max())
+
+
+def test_dead_rank_stops_the_others_and_resume_finishes(tmp_path):
+    out, ckpt = tmp_path / "params.pt", tmp_path / "run.ckpt"
+    start = time.time()
+    proc = torchrun(2, out, "lm_kernel", ckpt, 4)
+    assert proc.returncode != 0  # the survivors did not hang and the launcher reported the failure
+    assert time.time() - start < 120
+    assert "exitcode" in proc.stderr or "17" in proc.stderr
+    assert ckpt.exists() and not out.exists()
+    saved = torch.load(ckpt, weights_only=False)
+    assert 1 <= saved["nit"] < 8
+    proc = torchrun(2, out, "lm_kernel", ckpt)  # restart: resumes from the checkpoint
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert torch.allclose(torch.load(out), reference("lm_kernel"), rtol=1e-10, atol=1e-12)
