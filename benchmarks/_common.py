@@ -45,12 +45,14 @@ def busy_cores(interval: float = 0.5) -> float:
     return (b1 - b0) / max(t1 - t0, 1) * ncpu
 
 
-def wait_idle(threshold: float = 0.3, timeout: float = 120.0, settle: float = 1.0) -> dict:
+def wait_idle(threshold: float = 0.3, timeout: float | None = None, settle: float = 1.0) -> dict:
     """Wait until other processes use < ``threshold`` cores (measured over ``settle`` s).
 
     Returns a record {idle: bool, waited_s, busy_cores_at_start}. On timeout it goes on and
     says so (the contention monitor then records how much the run was disturbed).
     """
+    if timeout is None:
+        timeout = float(os.environ.get("BENCH_IDLE_TIMEOUT", "60"))
     t0 = time.monotonic()
     while True:
         last = busy_cores(settle)

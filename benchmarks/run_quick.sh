@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Quick benchmark suite (< 10 min on the 2-core CPU box). Writes results/<date>_cpu.json and
+# regenerates RESULTS.md. FULL=1 runs the larger grids (longer caps, more settings).
+# Needs benchmarks/setup.sh first (uses benchmarks/.venv-peers).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE"
+PY="$HERE/.venv-peers/bin/python"
+[ -x "$PY" ] || { echo "run benchmarks/setup.sh first" >&2; exit 1; }
+export PYTHONWARNINGS=ignore
+STAMP="$(date +%Y-%m-%d_%H%M)"
+TMP="$(mktemp -d)"
+FULLFLAG=""; CAP="${CAP:-20}"
+if [ "${FULL:-0}" = "1" ]; then FULLFLAG="--full"; CAP="${CAP_FULL:-60}"; fi
+echo "== machine (GEMM peak) =="
+"$PY" machine.py > "$TMP/machine.json"
+P64=$("$PY" -c "import json;print(json.load(open('$TMP/machine.json'))['gemm_peak']['float64']['gflops'])")
+P32=$("$PY" -c "import json;print(json.load(open('$TMP/machine.json'))['gemm_peak']['float32']['gflops'])")
+echo "peak f64 $P64 GFLOP/s, f32 $P32 GFLOP/s"
+echo "== step efficiency =="
+"$PY" bench_step.py --peak64 "$P64" --peak32 "$P32" --out "$TMP/step.json" $FULLFLAG
+echo "== peers (one process per run) =="
+"$PY" bench_peers.py --out "$TMP/peers.json" --cap "$CAP" $FULLFLAG
+SUFFIX=""; [ "${FULL:-0}" = "1" ] && SUFFIX="_full"
+OUT="results/${STAMP}_cpu${SUFFIX}.json"
+"$PY" - "$TMP" "$OUT" <<'PY'
+import json, sys
+tmp, out = sys.argv[1], sys.argv[2]
+d = json.load(open(f"{tmp}/machine.json"))
+d["step"] = json.load(open(f"{tmp}/step.json"))
+d["peers"] = json.load(open(f"{tmp}/peers.json"))
+json.dump(d, open(out, "w"), indent=1)
+print("wrote", out)
+PY
+"$PY" report.py
+rm -rf "$TMP"
