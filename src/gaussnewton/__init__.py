@@ -5,6 +5,9 @@ Public API (everything else is internal):
 * :func:`least_squares` — SciPy-like nonlinear least squares (LM / GN), N ≥ p and N < p.
 * :func:`fit` — full-batch GN / LM / GD training of any ``torch.nn.Module``.
 * :class:`MLP` — the paper's NTK-parameterized network (re-centred, output scale α).
+* :class:`gaussnewton.optim.GaussNewton` — a ``torch.optim.Optimizer`` (GN/LM step per closure).
+* :mod:`gaussnewton.sklearn` — ``GNRegressor`` / ``GNClassifier`` (needs scikit-learn; not
+  imported here).
 * :mod:`~gaussnewton.damping`, :mod:`~gaussnewton.losses`, :mod:`~gaussnewton.linsolve`,
   :mod:`~gaussnewton.datasets`, :mod:`~gaussnewton.problems` — the building blocks.
 """
@@ -13,6 +16,7 @@ from . import damping as damping
 from . import datasets as datasets
 from . import linsolve as linsolve
 from . import losses as losses
+from . import optim as optim
 from . import problems as problems
 from ._errors import GaussNewtonError as GaussNewtonError
 from ._errors import NonFiniteError as NonFiniteError
@@ -43,5 +47,6 @@ __all__ = [
     "least_squares",
     "linsolve",
     "losses",
+    "optim",
     "problems",
 ]

@@ -1,0 +1,144 @@
+"""GNRegressor / GNClassifier (Levenberg–Marquardt) vs scikit-learn's MLPRegressor / MLPClassifier.
+
+Data (offline): California Housing (2,000-row subsample shipped with gaussnewton, features
+z-scored over the full set, target in $100k) and scikit-learn's breast-cancer set (569 × 30,
+binary). Each data set is split 75/25 (stratified for classification), and every model is
+fitted on the same split with seeds 0, 1, 2; the table reports mean ± std of the test score
+and of the wall-clock fit time. All models use one hidden layer of 50 tanh units and run
+single-threaded (torch and BLAS) so that timings compare algorithms, not thread pools.
+
+Run:  python examples/sklearn_compare.py        (writes examples/sklearn_compare.md, ~1–2 min)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import load_breast_cancer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+import gaussnewton as gn
+from gaussnewton.sklearn import GNClassifier, GNRegressor
+
+SEEDS = (0, 1, 2)
+HIDDEN = (50,)
+OUT = Path(__file__).with_suffix(".md")
+
+
+def regressors(seed: int) -> dict[str, object]:
+    return {
+        "GNRegressor (LM, 100 steps)": GNRegressor(hidden_layer_sizes=HIDDEN, max_iter=100, random_state=seed),
+        "GNRegressor (LM, 20 steps)": GNRegressor(hidden_layer_sizes=HIDDEN, max_iter=20, random_state=seed),
+        "MLPRegressor (adam, ≤ 2000 epochs)": make_pipeline(
+            StandardScaler(),
+            MLPRegressor(hidden_layer_sizes=HIDDEN, activation="tanh", max_iter=2000, random_state=seed)),
+        "MLPRegressor (lbfgs, ≤ 2000 iters)": make_pipeline(
+            StandardScaler(), MLPRegressor(hidden_layer_sizes=HIDDEN, activation="tanh", solver="lbfgs", max_iter=2000,
+                                           random_state=seed)),
+    }
+
+
+def classifiers(seed: int) -> dict[str, object]:
+    return {
+        "GNClassifier (LM, 100 steps)": GNClassifier(hidden_layer_sizes=HIDDEN, max_iter=100, random_state=seed),
+        "GNClassifier (LM, 20 steps)": GNClassifier(hidden_layer_sizes=HIDDEN, max_iter=20, random_state=seed),
+        "MLPClassifier (adam, ≤ 2000 epochs)": make_pipeline(
+            StandardScaler(),
+            MLPClassifier(hidden_layer_sizes=HIDDEN, activation="tanh", max_iter=2000, random_state=seed)),
+        "MLPClassifier (lbfgs, ≤ 2000 iters)": make_pipeline(
+            StandardScaler(), MLPClassifier(hidden_layer_sizes=HIDDEN, activation="tanh", solver="lbfgs", max_iter=2000,
+                                            random_state=seed)),
+    }
+
+
+def iterations(model: object) -> int:
+    est = model.steps[-1][1] if hasattr(model, "steps") else model
+    return int(est.n_iter_)
+
+
+def run(task: str, make, x_tr, x_te, y_tr, y_te, metric: str) -> list[dict[str, object]]:
+    rows: dict[str, dict[str, list[float]]] = {}
+    for seed in SEEDS:
+        for name, model in make(seed).items():
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # adam/lbfgs hitting max_iter
+                model.fit(x_tr, y_tr)
+            seconds = time.perf_counter() - t0
+            rec = rows.setdefault(name, {"test": [], "train": [], "time": [], "iters": []})
+            rec["test"].append(model.score(x_te, y_te))
+            rec["train"].append(model.score(x_tr, y_tr))
+            rec["time"].append(seconds)
+            rec["iters"].append(iterations(model))
+            print(f"{task:<12} seed {seed}  {name:<36} test {metric} {rec['test'][-1]:.4f}  {seconds:7.2f} s")
+    return [{"task": task, "model": name, "metric": metric, **rec} for name, rec in rows.items()]
+
+
+def fmt(values: list[float], digits: int) -> str:
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    results = []
+    with threadpool_limits(limits=1):
+        x, y = gn.datasets.california_housing(n=2000, unit_norm=False, standardize_target=False, seed=0)
+        x_tr, x_te, y_tr, y_te = train_test_split(x.numpy(), y.numpy(), test_size=0.25, random_state=0)
+        results += run("California", regressors, x_tr, x_te, y_tr, y_te, "R²")
+        xb, yb = load_breast_cancer(return_X_y=True)
+        xb_tr, xb_te, yb_tr, yb_te = train_test_split(xb, yb, test_size=0.25, random_state=0, stratify=yb)
+        results += run("BreastCancer", classifiers, xb_tr, xb_te, yb_tr, yb_te, "accuracy")
+    lines = [
+        "# GNRegressor / GNClassifier vs scikit-learn MLP",
+        "",
+        "Generated by `python examples/sklearn_compare.py`. One hidden layer of 50 tanh units; 75/25 split; "
+        f"seeds {', '.join(map(str, SEEDS))} (mean ± std); single-threaded torch and BLAS; "
+        "fit time is wall clock of `fit` only.",
+        "",
+        "- California Housing: 2,000-row subsample (`gn.datasets.california_housing(n=2000, unit_norm=False)`), "
+        "8 features, target in $100k; 1,500 train / 500 test.",
+        "- Breast cancer (`sklearn.datasets.load_breast_cancer`): 569 × 30, binary; 426 train / 143 test, stratified.",
+        "- GN models standardize inputs (and the regression target) inside `fit`; the MLPs get a `StandardScaler`.",
+        "- `iters`: LM trial steps (GN) or epochs / L-BFGS iterations (MLP).",
+        "",
+        "| data set | model | test score | train score | fit time [s] | iters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['task']} ({r['metric']}) | {r['model']} | {fmt(r['test'], 4)} | {fmt(r['train'], 4)} "
+            f"| {fmt(r['time'], 2)} | {np.mean(r['iters']):.0f} |"
+        )
+    lines += [
+        "",
+        "Reading the table: neither GN model has weight decay (`alpha` is the output scale, not an L2 "
+        "penalty), so LM drives the training loss down in tens of steps and the step budget "
+        "(`max_iter`, `tol`) is the only regularizer; compare the train and test columns. Each LM step "
+        "forms a dense Jacobian and a p×p (California: N = 1,500 > p = 501) or N×N (breast cancer: "
+        "N = 2·426 logits < p = 1,652) Gram matrix, so a step costs far more than an adam epoch or an "
+        "L-BFGS iteration on these small problems.",
+        "",
+        f"Environment: {platform.processor() or platform.machine()} with {os.cpu_count()} CPUs "
+        f"(1-min load average {os.getloadavg()[0]:.1f} at the end: timings on a shared machine are noisy), "
+        f"Python {platform.python_version()}, "
+        f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, gaussnewton {gn.__version__}.",
+        "",
+    ]
+    OUT.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+r"""Gauss–Newton / Levenberg–Marquardt as a ``torch.optim.Optimizer`` for plain training loops.
+
+:class:`GaussNewton` takes one damped (generalized) Gauss–Newton step per call of
+``step(closure)``. The closure is opaque (it reads the module's parameters directly), so the
+Jacobian of its output with respect to the optimizer's parameters is built by reverse mode:
+one batched VJP (``torch.autograd.grad(..., is_grads_batched=True)``) over the ``N`` output
+basis vectors, chunked to a memory budget. For the matrix-free CG solver only products are
+needed: ``Jᵀu`` is one VJP and ``Jv`` one double-backward VJP (the derivative of
+``u ↦ Jᵀu`` in ``u``), so ``J`` is never formed.
+
+Objective and units (the same as :func:`gaussnewton.fit` with α = 1): with ``u`` the closure's
+prediction of shape (n,) or (n, k) (n samples, ``N = u.numel()`` outputs) the optimizer
+minimizes the mean loss :math:`R = \frac1n\sum_j \ell(u_j, y_j)`; a closure that returns a
+residual vector ``r`` means :math:`\ell = \tfrac12\|r_j\|^2`, so ``R = ‖r‖²/(2n)``. The step is
+
+.. math::  (J^\top\Lambda J/n + \rho D)\,\delta = -\nabla_\theta R
+   \iff (A^\top A + n\rho D)\,\delta = -A^\top h,\qquad A = BJ,\ \Lambda = B^\top B,
+
+solved by :mod:`gaussnewton.linsolve` (p×p normal equations, N×N kernel form or CG, chosen
+from N, p and ``memory_budget`` unless ``solver`` is given); ρ is in the paper's units, so a
+number means the same in ``fit(method="gn", damping=ρ)`` and here.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._driver import _column_sq_norms, _diag_max, gain_ratio, predicted_reduction
+from ._errors import GaussNewtonError, NonFiniteError, check_positive, check_positive_int
+from .damping import DampingContext, DampingSchedule, TrustState, get_damping
+from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
+from .losses import Curvature, Loss, Squared, get_loss
+from .operators import JacobianOperator
+
+__all__ = ["GaussNewton", "GaussNewtonConfig", "closure_jacobian", "closure_operator"]
+
+_DEFAULT_MAX_TRIALS = 10  # Nielsen's ν doubling: 10 rejections raise ρ by 2^55, enough to stall
+_LANE_COPIES = 4  # peak bytes per batched-VJP lane ≈ 4 × (p floats): result row + grad buffers
+
+Closure = Callable[[], Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GaussNewtonConfig:
+    """Validated, immutable settings of :class:`GaussNewton` shared by all param groups.
+
+    Attributes:
+        damping: the damping rule; trust-region rules (``trust_region=True``) accept or
+            reject trial steps by the gain ratio, other schedules accept every finite step.
+        solver: linear-solver name (``"auto"``, ``"normal"``, ``"kernel"``, ``"cg"``,
+            ``"lstsq"``) or a :class:`~gaussnewton.linsolve.LinearSolver`.
+        memory_budget: bytes for the dense Jacobian plus Gram matrix (``"auto"`` switches to
+            matrix-free CG above it) and for the chunks of the batched VJP.
+        max_trials: trial steps per call of ``step`` (a trust-region rule retries a rejected
+            step with a larger ρ until this many trials are spent).
+    """
+
+    damping: DampingSchedule
+    solver: str | LinearSolver
+    memory_budget: float
+    max_trials: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.damping, DampingSchedule):
+            raise GaussNewtonError(f"`damping` must be a DampingSchedule; got {type(self.damping).__name__}.")
+        get_solver(self.solver, 1, 1, 8, DEFAULT_MEMORY_BUDGET)  # validates the name or type
+        check_positive("memory_budget", self.memory_budget)
+        check_positive_int("max_trials", self.max_trials)
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def closure_jacobian(output: torch.Tensor, params: Sequence[torch.Tensor], memory_budget: float) -> torch.Tensor:
+    """Dense Jacobian of ``output`` (flattened) with respect to ``params`` (concatenated).
+
+    One batched reverse pass per chunk of output basis vectors (``is_grads_batched``); a
+    parameter that ``output`` does not depend on gets zero columns.
+
+    Args:
+        output: tensor with a graph to ``params``, N entries.
+        params: the leaf tensors, p entries in total.
+        memory_budget: bytes; bounds the number of basis vectors per batched VJP.
+
+    Returns:
+        torch.Tensor: J of shape (N, p).
+    """
+    n_out = output.numel()
+    p = sum(q.numel() for q in params)
+    lane = _LANE_COPIES * max(p, 1) * output.element_size()
+    chunk = max(1, min(n_out, int(memory_budget // lane)))
+    basis = torch.eye(n_out, dtype=output.dtype, device=output.device)
+    rows = []
+    for start in range(0, n_out, chunk):
+        seeds = basis[start : start + chunk].reshape(-1, *output.shape)
+        with warnings.catch_warnings():
+            # vmap's fallback for an op without a batching rule only costs speed (it loops).
+            warnings.filterwarnings("ignore", message=".*performance drop.*")
+            grads = torch.autograd.grad(output, params, seeds, retain_graph=True, allow_unused=True,
+                                        is_grads_batched=True)
+        rows.append(_flat_columns(grads, params, seeds.shape[0]))
+    return torch.cat(rows)
+
+
+def closure_operator(output: torch.Tensor, params: Sequence[torch.Tensor], curvature: Curvature) -> JacobianOperator:
+    """``A = BJ`` as a matrix-free operator (for CG): ``Aᵀw`` by a VJP, ``Av`` by double backward.
+
+    ``Jv`` is the derivative of the linear map ``u ↦ Jᵀu`` in ``u`` along ``v``, so a forward
+    pass never has to be replayed (the closure is opaque).
+
+    Args:
+        output: tensor with a graph to ``params``, N entries.
+        params: the leaf tensors, p entries in total.
+        curvature: the loss factor ``B`` at ``output``.
+
+    Returns:
+        JacobianOperator: shape (N, p).
+    """
+    p = sum(q.numel() for q in params)
+    dummy = torch.zeros_like(output, requires_grad=True)
+    jt_dummy = torch.autograd.grad(output, params, dummy, create_graph=True, allow_unused=True)
+    live = [(g, q) for g, q in zip(jt_dummy, params, strict=True) if g is not None]
+
+    def jtu(w: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(output, params, w.reshape(output.shape), retain_graph=True, allow_unused=True)
+        return _flat_columns(grads, params, None)
+
+    def jv(v: torch.Tensor) -> torch.Tensor:
+        pieces = dict(zip((id(q) for q in params), torch.split(v, [q.numel() for q in params]), strict=True))
+        if not live:
+            return torch.zeros(output.numel(), dtype=output.dtype, device=output.device)
+        (out,) = torch.autograd.grad([g for g, _ in live], dummy, [pieces[id(q)].view_as(q) for _, q in live],
+                                     retain_graph=True, allow_unused=True)
+        return torch.zeros_like(output).reshape(-1) if out is None else out.reshape(-1)
+
+    return JacobianOperator((output.numel(), p), lambda v: curvature.apply(jv(v)),
+                            lambda w: jtu(curvature.apply_t(w)), None, output.dtype, output.device)
+
+
+def _flat_columns(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor],
+                  batch: int | None) -> torch.Tensor:
+    """Concatenate per-parameter gradients (None → zeros) into (batch, p) or (p,)."""
+    lead = () if batch is None else (batch,)
+    parts = [torch.zeros(*lead, q.numel(), dtype=q.dtype, device=q.device) if g is None else g.reshape(*lead, -1)
+             for g, q in zip(grads, params, strict=True)]
+    return torch.cat(parts, dim=-1)
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """One closure call: prediction u (n, ...) or (N,), target y, the loss, n samples."""
+
+    u: torch.Tensor
+    y: torch.Tensor
+    loss: Loss
+    n: int
+
+    def cost(self) -> float:
+        """R = (1/n) Σ_j ℓ(u_j, y_j) (NaN if non-finite)."""
+        c = float(self.loss.value(self.u.detach(), self.y).sum()) / self.n
+        return c if math.isfinite(c) else math.nan
+
+
+def _evaluate(closure: Closure, grad: bool) -> _Evaluation:
+    """Call the closure and validate what it returned (see :class:`GaussNewton`)."""
+    with torch.set_grad_enabled(grad):
+        out = closure()
+    if isinstance(out, torch.Tensor):
+        if out.ndim == 0:
+            raise GaussNewtonError(
+                "`closure` must return the residual vector (prediction − target) of shape (n,) or (n, k), "
+                "or a (prediction, target, loss) triple; got a scalar (0-d tensor). Return the residuals, "
+                "not the loss, and do not call backward() in the closure."
+            )
+        u, y, loss = out, torch.zeros((), dtype=out.dtype, device=out.device), Squared()
+    elif isinstance(out, (tuple, list)) and len(out) == 3:
+        u, y, loss = out[0], out[1], get_loss(out[2])
+        if not isinstance(u, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise GaussNewtonError(
+                "`closure` must return (prediction, target, loss) with tensors for prediction and target; "
+                f"got ({type(u).__name__}, {type(y).__name__}, ...)."
+            )
+        if u.ndim == 0:
+            raise GaussNewtonError("`closure` prediction must have a sample dimension (n,) or (n, k); got a scalar.")
+        if loss.multi_output:
+            if u.ndim != 2 or y.shape != (u.shape[0],):
+                raise GaussNewtonError(
+                    f"`closure` for {loss.name} must return logits (n, k) and labels (n,); "
+                    f"got prediction {tuple(u.shape)} and target {tuple(y.shape)}."
+                )
+            k = u.shape[1]
+            if y.is_floating_point() and not bool(torch.all(y == y.round())) or (
+                    y.numel() and not (0 <= int(y.min()) and int(y.max()) < k)):
+                raise GaussNewtonError(
+                    f"`closure` labels for {loss.name} must be integers in [0, {k}) (k = {k} logits); "
+                    f"got values in [{float(y.min()):g}, {float(y.max()):g}]."
+                )
+            y = y.long()
+        elif y.shape != u.shape:
+            if y.numel() != u.numel():
+                raise GaussNewtonError(
+                    f"`closure` target must have the prediction's shape {tuple(u.shape)}; got {tuple(y.shape)}."
+                )
+            y = y.reshape(u.shape)
+        y = y.detach()
+    else:
+        raise GaussNewtonError(
+            "`closure` must return a residual tensor (n,) or (n, k) or a (prediction, target, loss) triple; "
+            f"got {type(out).__name__}."
+        )
+    if not u.is_floating_point():
+        raise GaussNewtonError(f"`closure` must return floating-point values; got dtype {u.dtype}.")
+    if grad and not u.requires_grad:
+        raise GaussNewtonError(
+            "`closure` output does not depend on the optimizer's parameters (it does not require grad): "
+            "was it computed under torch.no_grad() or detached?"
+        )
+    return _Evaluation(u, y, loss, int(u.shape[0]))
+
+
+def _pack_schedule_state(state: Any) -> Any:
+    """Schedule state → plain Python (so ``torch.load(weights_only=True)`` can read it)."""
+    if isinstance(state, TrustState):
+        return {"rho": state.rho, "nu": state.nu}
+    return state
+
+
+def _unpack_schedule_state(state: Any) -> Any:
+    if isinstance(state, dict) and set(state) == {"rho", "nu"}:
+        return TrustState(float(state["rho"]), float(state["nu"]))
+    return state
+
+
+# ------------------------------------------------------------------ the optimizer
+
+
+class GaussNewton(torch.optim.Optimizer):
+    r"""Damped (generalized) Gauss–Newton / Levenberg–Marquardt steps in a PyTorch loop.
+
+    .. code-block:: text
+
+        input: params θ (all groups, flattened, p entries), closure, damping rule, per-group lr η_g
+        state: ρ, ν (trust-region rules), step counter
+        ─────────────────────────────────────────────────────────────────────────────
+        step(closure):
+          u, y, ℓ ← closure()                        (grad enabled; residuals r ≡ (u=r, y=0, ½r²))
+          R ← (1/n) Σ_j ℓ(u_j, y_j);  B, h ← curvature of ℓ at u  (BᵀB = ∂²ℓ, Bᵀh = ∂ℓ)
+          J ← ∂u/∂θ (N × p, batched VJPs);  A ← B J
+          ρ ← rule's current damping (first call: rule.init, e.g. Nielsen ρ₀ = τ·max diag(AᵀA)/n)
+          for trial = 1 … max_trials:
+              δ ← solve (AᵀA + nρD) δ = −Aᵀh          (gaussnewton.linsolve, factor reused)
+              s ← η ⊙ δ   (each group's entries scaled by its lr)
+              θ ← θ₀ + s;  R' ← (1/n) Σ ℓ(closure()) under no_grad
+              gain ratio ← (R − R') / ((−hᵀAs − ½‖As‖²)/n)
+              trust-region rule: (ρ, ν), accepted ← update(gain ratio)
+              other schedules:   accepted ← R' finite
+              if accepted: break;  else θ ← θ₀ (and retry with the raised ρ)
+          return R
+
+    Args:
+        params: iterable of parameters or of param-group dicts (the only per-group option is
+            ``lr``); parameters with ``requires_grad=False`` are left untouched.
+        damping: ``"nielsen"`` (default; Nielsen 1999 gain-ratio rule), ``"marquardt"``, any
+            :data:`gaussnewton.damping.SCHEDULES` name, a number (constant ρ ≥ 0: plain damped
+            GN, every finite step accepted), or a :class:`~gaussnewton.damping.DampingSchedule`.
+            Trust-region rules adapt ρ across calls (and mini-batches).
+        lr: step size η multiplying δ (default 1: the full GN step); per group.
+        solver: linear solver (see :func:`gaussnewton.linsolve.get_solver`); ``"auto"`` picks
+            the p×p or N×N form, or matrix-free CG above ``memory_budget``.
+        memory_budget: bytes for the dense Jacobian and Gram matrix.
+        max_trials: trial steps per ``step`` call.
+
+    Raises:
+        GaussNewtonError: bad arguments (the message names the argument).
+
+    Note:
+        The closure must **not** call ``backward()``: return the residuals (or the triple) and
+        the optimizer differentiates them. It is called once with grad enabled and once per
+        trial under ``torch.no_grad()``; it must be deterministic (``model.eval()`` for dropout).
+        Cost per step: N batched VJPs through the graph of the whole batch. Per-sample
+        independence is invisible through an opaque closure, so for full-batch training of a
+        model on fixed data :func:`gaussnewton.fit` (per-sample Jacobians) is faster.
+
+    Example:
+        >>> import torch, gaussnewton as gn
+        >>> from gaussnewton.optim import GaussNewton
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> X = torch.linspace(-2, 2, 64, dtype=torch.float64)[:, None]
+        >>> y = torch.sin(2 * X).squeeze(1)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+        >>> opt = GaussNewton(net.parameters())
+        >>> for _ in range(30):
+        ...     loss = opt.step(lambda: net(X).squeeze(1) - y)
+        >>> float(loss) < 1e-4
+        True
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        *,
+        damping: DampingSchedule | str | float = "nielsen",
+        lr: float = 1.0,
+        solver: str | LinearSolver = "auto",
+        memory_budget: float = DEFAULT_MEMORY_BUDGET,
+        max_trials: int = _DEFAULT_MAX_TRIALS,
+    ) -> None:
+        if damping is None:
+            raise GaussNewtonError("`damping` must be a schedule, a registry name or a number >= 0; got None.")
+        self.config = GaussNewtonConfig(damping=get_damping(damping, "nielsen"), solver=solver,
+                                        memory_budget=memory_budget, max_trials=max_trials)
+        self._built = False
+        super().__init__(params, {"lr": check_positive("lr", lr)})
+        self._built = True
+        self._check_layout()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (validates its ``lr``, dtype and device; a bad group is not added)."""
+        if isinstance(param_group, dict) and "lr" in param_group:
+            param_group = {**param_group, "lr": check_positive("lr", param_group["lr"])}
+        super().add_param_group(param_group)
+        if self._built:  # the constructor checks once, after all groups are in
+            try:
+                self._check_layout()
+            except GaussNewtonError:
+                self.param_groups.pop()
+                raise
+
+    def _check_layout(self) -> None:
+        trained = self._trained()
+        if not trained:
+            raise GaussNewtonError("`params` must contain at least one parameter with requires_grad=True; got none.")
+        kinds = {(q.dtype, q.device) for q, _ in trained}
+        if len(kinds) > 1:
+            raise GaussNewtonError(
+                "`params` must share one floating dtype and device (the step is one flat vector); "
+                f"got {sorted(str(k) for k in kinds)}."
+            )
+        if not trained[0][0].is_floating_point():
+            raise GaussNewtonError(f"`params` must be floating point; got {trained[0][0].dtype}.")
+
+    def _trained(self) -> list[tuple[torch.Tensor, float]]:
+        """(parameter, lr) for every parameter the optimizer moves, in group order."""
+        return [(q, group["lr"]) for group in self.param_groups for q in group["params"] if q.requires_grad]
+
+    @property
+    def _anchor(self) -> torch.Tensor:
+        # The optimizer-wide state lives with the first parameter, as in torch.optim.LBFGS, so
+        # that state_dict()/load_state_dict() carry it without any extra machinery.
+        return self.param_groups[0]["params"][0]
+
+    @torch.no_grad()
+    def step(self, closure: Closure) -> torch.Tensor:  # type: ignore[override]
+        """Take one damped Gauss–Newton step (see the class docstring).
+
+        Args:
+            closure: ``() ↦ residuals`` (n,) or (n, k), or ``() ↦ (prediction, target, loss)``
+                with ``loss`` a :class:`~gaussnewton.losses.Loss` or its name.
+
+        Returns:
+            torch.Tensor: the loss R at the parameters before the step (0-d, detached).
+
+        Raises:
+            GaussNewtonError: a closure that returns something else, or no closure.
+            NonFiniteError: a non-finite loss or Jacobian at the current parameters.
+        """
+        if not callable(closure):
+            raise GaussNewtonError(f"`closure` must be callable (GaussNewton re-evaluates the model); got {closure!r}.")
+        cfg, state = self.config, self.state[self._anchor]
+        params = [q for q, _ in self._trained()]
+        scale = torch.cat([torch.full((q.numel(),), lr, dtype=q.dtype, device=q.device) for q, lr in self._trained()])
+        ev = _evaluate(closure, grad=True)
+        cost = ev.cost()
+        if not math.isfinite(cost):
+            raise NonFiniteError(f"The loss returned by `closure` must be finite; got {cost}.")
+        unit = float(ev.n)
+        curv = ev.loss.curvature(ev.u.detach(), ev.y)
+        solver = get_solver(cfg.solver, ev.u.numel(), scale.numel(), scale.element_size(), cfg.memory_budget)
+        with torch.enable_grad():
+            a, jac = self._linearize(ev, params, curv, dense=solver.needs_dense or cfg.damping.scaling == "diag")
+        colsq = _column_sq_norms(a)
+        if colsq is not None and not bool(torch.isfinite(colsq).all()):
+            raise NonFiniteError("The Jacobian of the `closure` output must be finite; got NaN/Inf entries.")
+        diag = self._diag(state, colsq)
+        prepared = solver.prepare(a, curv.h, diag=diag, spectrum=cfg.damping.needs_spectrum)
+        state.setdefault("initial_loss", cost)
+        ctx = _context(solver, prepared, jac, curv, colsq, a, unit, int(state.get("step", 0)),
+                       cost / state["initial_loss"] if state["initial_loss"] > 0 else 0.0)
+        sched = _unpack_schedule_state(state["damping_state"]) if "damping_state" in state else cfg.damping.init(ctx)
+        sched, rho = cfg.damping.damping(sched, ctx)
+        theta0 = torch.cat([q.detach().reshape(-1) for q in params])
+        accepted, trials, new_cost = False, 0, cost
+        keep_graph = not isinstance(a, torch.Tensor)  # matrix-free products backpropagate through the closure
+        while not accepted and trials < cfg.max_trials:
+            trials += 1
+            s = scale * solver.solve(prepared, rho * unit)[0]
+            predicted = predicted_reduction(a, curv.h, s) / unit
+            _write(params, theta0 + s, keep_graph)
+            trial_cost = _evaluate(closure, grad=False).cost()
+            ratio = gain_ratio(cost - trial_cost, predicted)
+            if cfg.damping.trust_region:
+                sched, accepted = cfg.damping.update(sched, ratio)
+            else:
+                accepted = math.isfinite(trial_cost)
+            if accepted:
+                new_cost = trial_cost
+            else:
+                _write(params, theta0, keep_graph)
+                if not cfg.damping.trust_region:
+                    break
+                sched, rho = cfg.damping.damping(sched, ctx)
+        state.update(step=int(state.get("step", 0)) + 1, damping_state=_pack_schedule_state(sched), rho=rho,
+                     accepted=accepted, trials=trials, loss=new_cost)
+        return torch.tensor(cost, dtype=ev.u.dtype)
+
+    def _linearize(self, ev: _Evaluation, params: list[torch.Tensor], curv: Curvature,
+                   dense: bool) -> tuple[torch.Tensor | JacobianOperator, torch.Tensor | None]:
+        """``A = BJ`` (dense, with the unweighted J) or as an operator (J is None)."""
+        if dense:
+            jac = closure_jacobian(ev.u, params, self.config.memory_budget)
+            return curv.rows(jac), jac
+        return closure_operator(ev.u, params, curv), None
+
+    def _diag(self, state: dict[str, Any], colsq: torch.Tensor | None) -> torch.Tensor | None:
+        """D: identity (None) or MINPACK's running max of diag(AᵀA), kept in the state."""
+        if self.config.damping.scaling != "diag":
+            return None
+        assert colsq is not None
+        prev = state.get("diag")
+        run = colsq if prev is None or prev.shape != colsq.shape else torch.maximum(prev, colsq)
+        state["diag"] = run
+        return run.clamp_min(torch.finfo(colsq.dtype).eps * max(float(run.max()), 1.0))
+
+
+def _write(params: Sequence[torch.Tensor], theta: torch.Tensor, keep_graph: bool = False) -> None:
+    """Copy the flat vector θ into the parameters (in place).
+
+    With ``keep_graph`` the write goes through ``.data`` so that autograd's version counters
+    do not change: the matrix-free operator still backpropagates through the closure's graph,
+    which saved these parameters, and every product is taken after θ₀ has been restored.
+    """
+    for q, v in zip(params, torch.split(theta, [q.numel() for q in params]), strict=True):
+        (q.data if keep_graph else q).copy_(v.view_as(q))
+
+
+def _context(solver: LinearSolver, prepared: Any, jac: torch.Tensor | None, curv: Curvature,
+             colsq: torch.Tensor | None, a: torch.Tensor | JacobianOperator, unit: float, iteration: int,
+             progress: float) -> DampingContext:
+    """What the damping schedule may look at, in its units (λ / n)."""
+
+    def lam_min() -> float:
+        return float(solver.spectrum(prepared)[0]) / unit
+
+    def lam_min_kernel() -> float:
+        if curv.is_identity:
+            return lam_min()
+        if jac is None:
+            raise GaussNewtonError("This `damping` needs λ_min of the unweighted kernel, which needs a dense "
+                                   "Jacobian; use solver='normal' or 'kernel' (got the matrix-free 'cg').")
+        g = jac @ jac.T if jac.shape[0] <= jac.shape[1] else jac.T @ jac
+        return float(torch.linalg.eigvalsh(g)[g.shape[0] - min(jac.shape)]) / unit
+
+    return DampingContext(iteration=iteration, lambda_min=lam_min, lambda_min_kernel=lam_min_kernel,
+                          lambda_min_curvature=curv.lambda_min, diag_max=_diag_max(a, colsq) / unit,
+                          progress=progress)

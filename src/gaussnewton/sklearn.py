@@ -1,0 +1,358 @@
+"""scikit-learn estimators: MLPs trained by Levenberg–Marquardt / Gauss–Newton.
+
+:class:`GNRegressor` and :class:`GNClassifier` build a float64 ``nn.Sequential`` of
+``nn.Linear`` layers (PyTorch's default initialization, seeded by ``random_state``) and train
+it full-batch with :func:`gaussnewton.fit`: the squared loss for regression, softmax
+cross-entropy with one output per class (generalized Gauss–Newton) for classification. They
+follow the scikit-learn estimator API (``fit``/``predict``/``score``, ``get_params``, cloning),
+so they work in ``Pipeline`` and ``GridSearchCV``; ``sklearn.utils.estimator_checks`` passes.
+
+Requires the ``sklearn`` extra (``pip install gaussnewton[sklearn]``).
+
+Warning:
+    ``alpha`` is the **output scale** α of the paper (the prediction is α·network(x), and ρ is
+    measured in units of nα²), *not* scikit-learn's L2 penalty ``alpha`` of ``MLPRegressor``.
+    There is no weight decay here; use ``damping`` and ``max_iter`` to regularize.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "gaussnewton.sklearn needs scikit-learn >= 1.6: pip install 'gaussnewton[sklearn]'."
+    ) from exc
+
+from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int
+from .damping import DampingSchedule
+from .fit import fit as gn_fit
+from .result import IterationInfo
+
+__all__ = ["GNClassifier", "GNRegressor"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,  # scikit-learn's name for the sigmoid
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "gelu": nn.GELU,
+}
+_SEED_BOUND = 2**31 - 1  # torch.manual_seed takes any int; stay in numpy's randint range
+
+
+class _Scale(nn.Module):
+    """Multiply the input by a fixed scalar α (the output scale)."""
+
+    def __init__(self, alpha: float) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.alpha * x
+
+
+def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str, alpha: float, seed: int) -> nn.Sequential:
+    """float64 ``Linear → σ → … → Linear → ×α`` with PyTorch's default init from ``seed``.
+
+    The global torch RNG is left untouched (the seed is used inside ``fork_rng``).
+
+    Args:
+        n_in: input features d.
+        hidden: hidden widths.
+        n_out: outputs k.
+        activation: a key of :data:`ACTIVATIONS`.
+        alpha: output scale α.
+        seed: seed of the initialization.
+
+    Returns:
+        nn.Sequential: the network (its output has shape (n, k)).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        widths = [n_in, *hidden]
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(a, b, dtype=torch.float64), ACTIVATIONS[activation]()]
+        layers += [nn.Linear(widths[-1], n_out, dtype=torch.float64), _Scale(alpha)]
+    return nn.Sequential(*layers)
+
+
+def _relative_decrease_stopper(tol: float) -> Any:
+    """Callback for :func:`gaussnewton.fit`: stop once an accepted step lowers the loss by less
+    than ``tol``·loss (scikit-learn's ``tol`` on the loss, without its patience counter)."""
+    last: list[float] = []
+
+    def callback(info: IterationInfo) -> bool:
+        if not info.accepted:
+            return False
+        done = info.cost == 0.0 or (bool(last) and last[-1] - info.cost <= tol * last[-1])
+        last.append(info.cost)
+        return done
+
+    return callback
+
+
+class _GNMLPBase(BaseEstimator):
+    """Shared constructor, validation and training of the two estimators."""
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Sequence[int] = (50,),
+        activation: str = "tanh",
+        *,
+        alpha: float = 1.0,
+        damping: DampingSchedule | str | float | None = None,
+        method: str = "lm",
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        random_state: int | np.random.RandomState | None = None,
+        standardize: bool = True,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.damping = damping
+        self.method = method
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.standardize = standardize
+
+    def _check_params(self) -> tuple[int, ...]:
+        """Validate the hyper-parameters (at fit time, as scikit-learn requires)."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = (sizes,)
+        if not isinstance(sizes, (tuple, list)) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
+        ):
+            raise GaussNewtonError(
+                f"`hidden_layer_sizes` must be a tuple of integers >= 1 (e.g. (50,)); got {self.hidden_layer_sizes!r}."
+            )
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("method", self.method, ("lm", "gn", "gd"))
+        check_positive("alpha", self.alpha)
+        check_positive_int("max_iter", self.max_iter)
+        if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+            raise GaussNewtonError(f"`tol` must be a number >= 0; got tol = {self.tol!r}.")
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise GaussNewtonError(f"`standardize` must be True or False; got {self.standardize!r}.")
+        return tuple(int(s) for s in sizes)
+
+    def _fit_network(self, x: np.ndarray, targets: np.ndarray, n_out: int, loss: str) -> None:
+        """Standardize X, build the network and train it; sets the fitted attributes."""
+        hidden = self._check_params()
+        seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+        if self.standardize:
+            self._x_mean = x.mean(axis=0)
+            scale = x.std(axis=0)
+            self._x_scale = np.where(scale > 0, scale, 1.0)
+        else:
+            self._x_mean, self._x_scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        self.model_ = build_mlp(x.shape[1], hidden, n_out, self.activation, float(self.alpha), seed)
+        res = gn_fit(self.model_, self._inputs(x), torch.as_tensor(targets), method=self.method, damping=self.damping,
+                     steps=int(self.max_iter), loss=loss, alpha=float(self.alpha),
+                     callback=_relative_decrease_stopper(float(self.tol)))
+        self.n_iter_ = int(res.steps)
+        self.loss_ = float(res.loss)
+        self.loss_curve_ = [float(c) for c in res.history["loss"]]
+        self.termination_ = res.termination
+
+    def _inputs(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((np.asarray(x, dtype=np.float64) - self._x_mean) / self._x_scale)
+
+    def _outputs(self, x: Any) -> np.ndarray:
+        """Network outputs (n, k) for validated, standardized X."""
+        check_is_fitted(self, "model_")
+        x = validate_data(self, x, reset=False, dtype=np.float64)
+        with torch.no_grad():
+            return self.model_(self._inputs(x)).numpy()
+
+
+class GNRegressor(RegressorMixin, _GNMLPBase):
+    """Multi-layer perceptron regressor trained by Levenberg–Marquardt (or GN / GD).
+
+    Minimizes the mean squared loss ``(1/n) Σ_j ½‖f(x_j) − y_j‖²`` on standardized inputs
+    and targets, full batch, with :func:`gaussnewton.fit`.
+
+    Args:
+        hidden_layer_sizes: width of each hidden layer (default one layer of 50).
+        activation: ``"tanh"`` (default), ``"relu"``, ``"logistic"``, ``"identity"``,
+            ``"softplus"`` or ``"gelu"``.
+        alpha: output scale α > 0 of the network (prediction = α·network(x)). **Not** an L2
+            penalty: this is not scikit-learn's ``MLPRegressor(alpha=...)``.
+        damping: damping rule passed to :func:`gaussnewton.fit` (None: Nielsen for ``"lm"``).
+        method: ``"lm"`` (default, trust region), ``"gn"`` (damped GN, every step accepted)
+            or ``"gd"`` (gradient descent).
+        max_iter: maximum number of (trial) steps.
+        tol: stop once an accepted step lowers the training loss by less than ``tol``·loss.
+        random_state: seed (int), ``RandomState`` or None for the weight initialization.
+        standardize: z-score the inputs and the targets inside ``fit`` (undone in ``predict``).
+
+    Attributes:
+        model_: the trained ``nn.Sequential`` (on standardized data).
+        n_iter_: steps taken (including rejected LM trials).
+        loss_: final training loss (standardized units).
+        loss_curve_: training loss after each step.
+        termination_: why training stopped (:class:`gaussnewton.Termination`).
+        n_features_in_: number of input features.
+
+    Example:
+        >>> import numpy as np
+        >>> from gaussnewton.sklearn import GNRegressor
+        >>> X = np.linspace(-2, 2, 100)[:, None]
+        >>> reg = GNRegressor(hidden_layer_sizes=(16,), max_iter=50, random_state=0).fit(X, np.sin(2 * X[:, 0]))
+        >>> reg.score(X, np.sin(2 * X[:, 0])) > 0.999
+        True
+    """
+
+    def __sklearn_tags__(self) -> Any:  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X: Any, y: Any) -> GNRegressor:
+        """Train on X (n, d) and y (n,) or (n, k).
+
+        Args:
+            X: array-like (n, d).
+            y: array-like (n,) or (n, k).
+
+        Returns:
+            GNRegressor: self.
+
+        Raises:
+            GaussNewtonError: invalid hyper-parameters (the message names them).
+        """
+        x, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        y2 = y.reshape(len(y), -1)
+        self._y_1d = y.ndim == 1
+        if self.standardize:
+            self._y_mean = y2.mean(axis=0)
+            scale = y2.std(axis=0)
+            self._y_scale = np.where(scale > 0, scale, 1.0)
+        else:
+            self._y_mean, self._y_scale = np.zeros(y2.shape[1]), np.ones(y2.shape[1])
+        self._fit_network(x, (y2 - self._y_mean) / self._y_scale, y2.shape[1], "squared")
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions (n,) (or (n, k) for 2-D targets) in the units of y.
+
+        Args:
+            X: array-like (n, d).
+
+        Returns:
+            np.ndarray: predictions.
+        """
+        out = self._outputs(X) * self._y_scale + self._y_mean
+        return out[:, 0] if self._y_1d else out
+
+
+class GNClassifier(ClassifierMixin, _GNMLPBase):
+    """Multi-layer perceptron classifier trained by generalized Gauss–Newton / LM.
+
+    One output (logit) per class and the softmax cross-entropy, whose Hessian enters the
+    generalized GN matrix ``JᵀΛJ`` (:mod:`gaussnewton.losses`); full batch, with
+    :func:`gaussnewton.fit`. Binary problems use two logits as well.
+
+    Args:
+        hidden_layer_sizes: width of each hidden layer (default one layer of 50).
+        activation: ``"tanh"`` (default), ``"relu"``, ``"logistic"``, ``"identity"``,
+            ``"softplus"`` or ``"gelu"``.
+        alpha: output scale α > 0 of the logits. **Not** an L2 penalty: this is not
+            scikit-learn's ``MLPClassifier(alpha=...)``.
+        damping: damping rule passed to :func:`gaussnewton.fit` (None: Nielsen for ``"lm"``).
+        method: ``"lm"`` (default), ``"gn"`` or ``"gd"``.
+        max_iter: maximum number of (trial) steps.
+        tol: stop once an accepted step lowers the training loss by less than ``tol``·loss.
+        random_state: seed (int), ``RandomState`` or None for the weight initialization.
+        standardize: z-score the inputs inside ``fit``.
+
+    Attributes:
+        classes_: the class labels (sorted).
+        model_: the trained ``nn.Sequential`` (logits on standardized inputs).
+        n_iter_: steps taken (including rejected LM trials).
+        loss_: final mean cross-entropy on the training set.
+        loss_curve_: training loss after each step.
+        termination_: why training stopped (:class:`gaussnewton.Termination`).
+        n_features_in_: number of input features.
+
+    Example:
+        >>> from sklearn.datasets import load_iris
+        >>> from gaussnewton.sklearn import GNClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = GNClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0).fit(X, y)
+        >>> clf.score(X, y) > 0.95
+        True
+    """
+
+    def fit(self, X: Any, y: Any) -> GNClassifier:
+        """Train on X (n, d) and class labels y (n,).
+
+        Args:
+            X: array-like (n, d).
+            y: array-like (n,) of labels (any sortable type), at least two classes.
+
+        Returns:
+            GNClassifier: self.
+
+        Raises:
+            GaussNewtonError: invalid hyper-parameters, or fewer than two classes in y.
+        """
+        x, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise GaussNewtonError(
+                f"`y` must contain at least 2 classes to train a classifier; got 1 class ({self.classes_[0]!r})."
+            )
+        self._fit_network(x, encoded.astype(np.int64), len(self.classes_), "cross_entropy")
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, n_classes), columns in the order of ``classes_``.
+
+        Args:
+            X: array-like (n, d).
+
+        Returns:
+            np.ndarray: rows sum to 1.
+        """
+        return torch.softmax(torch.as_tensor(self._outputs(X)), dim=1).numpy()
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log class probabilities (n, n_classes).
+
+        Args:
+            X: array-like (n, d).
+
+        Returns:
+            np.ndarray: log-probabilities.
+        """
+        return torch.log_softmax(torch.as_tensor(self._outputs(X)), dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class for each row.
+
+        Args:
+            X: array-like (n, d).
+
+        Returns:
+            np.ndarray: labels (n,) from ``classes_``.
+        """
+        logits = self._outputs(X)  # first: raises NotFittedError before classes_ is touched
+        return self.classes_[np.argmax(logits, axis=1)]

@@ -1,0 +1,154 @@
+"""gaussnewton.sklearn: scikit-learn's estimator checks, Pipeline, GridSearchCV, probabilities,
+reproducibility and parameter errors."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_iris
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from gaussnewton import GaussNewtonError
+from gaussnewton.sklearn import GNClassifier, GNRegressor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny problems: torch's intra-op threads only add spin-wait on a shared 2-core machine
+    (measured: these files take ~10 s with one thread, >90 s with two under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# Small networks and few steps keep the ~45 checks per estimator fast.
+CHECKED = [
+    GNRegressor(hidden_layer_sizes=(8,), max_iter=8),
+    GNClassifier(hidden_layer_sizes=(8,), max_iter=8),
+]
+
+
+def expected_failed_checks(estimator):
+    """Checks these estimators are known to fail, with the reason (none at present).
+
+    scikit-learn >= 1.6 declares expected failures through this callable (passed to
+    ``parametrize_with_checks``/``check_estimator``); the old ``_xfail_checks`` tag is gone.
+    """
+    return {}
+
+
+@parametrize_with_checks(CHECKED, expected_failed_checks=expected_failed_checks)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def regression_data(n=150):
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-2, 2, (n, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, 0.0]  # badly scaled columns
+    return x, np.sin(2 * x[:, 0]) + ((x[:, 1] - 50) / 10) ** 2 - 5 * x[:, 2] + 100
+
+
+def test_regressor_fits_a_smooth_function():
+    x, y = regression_data()
+    reg = GNRegressor(hidden_layer_sizes=(20,), max_iter=60, random_state=0).fit(x, y)
+    assert reg.score(x, y) > 0.99
+    assert reg.n_features_in_ == 3 and reg.n_iter_ <= 60 and reg.loss_ == reg.loss_curve_[-1]
+    assert reg.predict(x).shape == (150,)
+
+
+def test_regressor_multi_output_shape():
+    x, y = regression_data()
+    y2 = np.column_stack([y, -2 * y])
+    reg = GNRegressor(hidden_layer_sizes=(10,), max_iter=20, random_state=0).fit(x, y2)
+    assert reg.predict(x).shape == (150, 2)
+
+
+def test_classifier_predict_proba_rows_sum_to_one_and_string_labels():
+    x, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = GNClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0).fit(x, names)
+    proba = clf.predict_proba(x)
+    assert proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(x)), proba, rtol=1e-12)
+    assert list(clf.classes_) == list(names[[0, 50, 100]])
+    assert np.array_equal(clf.predict(x), clf.classes_[proba.argmax(1)])
+    assert clf.score(x, names) > 0.95
+
+
+def test_binary_classifier_uses_two_logits():
+    x, y = load_iris(return_X_y=True)
+    clf = GNClassifier(hidden_layer_sizes=(4,), max_iter=15, random_state=0).fit(x, y == 2)
+    assert clf.predict_proba(x).shape == (150, 2) and clf.predict(x).dtype == bool
+
+
+def test_reproducible_with_random_state_and_global_rng_untouched():
+    x, y = regression_data()
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = GNRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=7).fit(x, y).predict(x)
+    assert torch.equal(torch.rand(1), before)  # fit does not consume the global torch RNG
+    b = GNRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=7).fit(x, y).predict(x)
+    c = GNRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=8).fit(x, y).predict(x)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+    rs = np.random.RandomState(3)
+    d = GNRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=rs).fit(x, y).predict(x)
+    e = GNRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=np.random.RandomState(3)).fit(x, y).predict(x)
+    assert np.array_equal(d, e)
+
+
+def test_tol_stops_early():
+    x, y = regression_data()
+    loose = GNRegressor(hidden_layer_sizes=(10,), max_iter=100, tol=1e-1, random_state=0).fit(x, y)
+    tight = GNRegressor(hidden_layer_sizes=(10,), max_iter=100, tol=0.0, random_state=0).fit(x, y)
+    assert loose.n_iter_ < tight.n_iter_ == 100
+
+
+def test_pipeline():
+    x, y = load_iris(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    pipe = make_pipeline(MinMaxScaler(), GNClassifier(hidden_layer_sizes=(8,), max_iter=30, standardize=False,
+                                                      random_state=0))
+    pipe.fit(xtr, ytr)
+    assert pipe.score(xte, yte) > 0.9
+    assert pipe.predict_proba(xte).shape == (len(xte), 3)
+
+
+def test_grid_search():
+    x, y = regression_data()
+    grid = GridSearchCV(GNRegressor(max_iter=12, random_state=0),
+                        {"hidden_layer_sizes": [(1,), (10,)], "method": ["lm", "gd"]}, cv=2)
+    grid.fit(x, y)
+    assert grid.best_params_ == {"hidden_layer_sizes": (10,), "method": "lm"}
+    assert grid.best_estimator_.n_iter_ <= 12 and grid.score(x, y) > 0.95
+
+
+@pytest.mark.parametrize(
+    ("params", "pattern"),
+    [
+        ({"hidden_layer_sizes": (10, 0)}, r"`hidden_layer_sizes` must be a tuple of integers >= 1.*got \(10, 0\)"),
+        ({"hidden_layer_sizes": "10"}, r"`hidden_layer_sizes` must be a tuple of integers >= 1.*got '10'"),
+        ({"activation": "swish"}, r"`activation` must be one of .*got 'swish'"),
+        ({"method": "adam"}, r"`method` must be one of 'lm', 'gn', 'gd'; got 'adam'"),
+        ({"alpha": 0.0}, r"`alpha` must be a finite number > 0; got alpha = 0.0"),
+        ({"max_iter": 0}, r"`max_iter` must be an integer >= 1; got max_iter = 0"),
+        ({"tol": -1.0}, r"`tol` must be a number >= 0; got tol = -1.0"),
+        ({"standardize": "yes"}, r"`standardize` must be True or False; got 'yes'"),
+        ({"damping": "fast"}, r"`damping` must be one of .*got 'fast'"),
+    ],
+)
+def test_bad_parameters_are_reported_at_fit(params, pattern):
+    x, y = regression_data()
+    reg = GNRegressor(**params)  # scikit-learn convention: no validation in __init__
+    with pytest.raises(GaussNewtonError, match=pattern):
+        reg.fit(x, y)
+
+
+def test_classifier_needs_two_classes():
+    with pytest.raises(GaussNewtonError, match=r"`y` must contain at least 2 classes.*got 1 class"):
+        GNClassifier(max_iter=2).fit(np.ones((5, 2)), np.zeros(5))
