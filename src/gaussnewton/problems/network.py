@@ -183,7 +183,7 @@ class NetworkProblem(Problem):
         except _NotStructured:
             return False
         ref = self._reference_rows
-        return bool(torch.allclose(sj.dense()[: ref.shape[0]], ref, rtol=1e-6, atol=self._atol()))
+        return bool(torch.allclose(sj.dense(ref.shape[0]), ref, rtol=1e-6, atol=self._atol()))
 
     def structured_jacobian(self, theta: torch.Tensor) -> StructuredJacobian:
         """The Jacobian at θ as per-layer factors (only for Linear-layer models).

@@ -77,18 +77,19 @@ class StructuredJacobian:
     def _scaled(self, rows: torch.Tensor) -> torch.Tensor:
         return rows if self.row_scale is None else rows * self.row_scale
 
-    def dense(self) -> torch.Tensor:
-        """The matrix (N, p)."""
-        n, p = self.shape
-        jac = torch.zeros(n, p, dtype=self.dtype, device=self.device)
+    def dense(self, rows: int | None = None) -> torch.Tensor:
+        """The matrix (N, p), or only its first ``rows`` rows."""
+        n = self.shape[0] if rows is None else min(rows, self.shape[0])
+        jac = torch.zeros(n, self.shape[1], dtype=self.dtype, device=self.device)
         for f in self.factors:
+            g, a = f.g[:n], f.a[:n]
             if f.w_offset >= 0:
-                width = f.g.shape[1] * f.a.shape[1]
-                jac[:, f.w_offset : f.w_offset + width] = (f.g[:, :, None] * f.a[:, None, :]).reshape(n, width)
+                width = g.shape[1] * a.shape[1]
+                jac[:, f.w_offset : f.w_offset + width] = (g[:, :, None] * a[:, None, :]).reshape(n, width)
             if f.b_offset >= 0:
-                jac[:, f.b_offset : f.b_offset + f.g.shape[1]] = f.g
+                jac[:, f.b_offset : f.b_offset + g.shape[1]] = g
         if self.row_scale is not None:
-            jac *= self.row_scale[:, None]
+            jac *= self.row_scale[:n, None]
         return jac
 
     def kernel(self) -> torch.Tensor:
