@@ -37,7 +37,7 @@ from ._errors import (
 )
 from .damping import DampingSchedule, get_damping
 from .distributed import Reducer, distributed_solver, resolve_group
-from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver, lanczos_extremes
+from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Loss, get_loss
 from .problems.network import NetworkProblem
 from .result import FitResult, History, IterationInfo, Termination
@@ -274,7 +274,7 @@ def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping
         lam = None
         if track_kernel:
             jac = obj.problem.jacobian(theta)
-            lam = lanczos_extremes(jac) / obj.unit if min(jac.shape) > 2 else None
+            lam = _gram_extremes(jac) / obj.unit
         step = -eta * grad
         trial = theta + step
         trial_u = obj.problem.outputs(trial).detach()
@@ -302,6 +302,13 @@ def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping
     if ckpt is not None:
         ckpt.save(snapshot(len(history), term))
     return theta, cost0, cost, term, history
+
+
+def _gram_extremes(jac: torch.Tensor) -> torch.Tensor:
+    """λ_min and λ_max of the smaller Gram matrix of a dense J (one eigvalsh, no Lanczos)."""
+    n, p = jac.shape
+    w = torch.linalg.eigvalsh(jac @ jac.T if n <= p else jac.T @ jac)
+    return torch.stack([w[0], w[-1]])
 
 
 def _progress_bar(total: int, method: str) -> Any:

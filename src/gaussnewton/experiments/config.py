@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 __all__ = ["DATASETS", "DAMPINGS", "RunConfig", "SIZES", "Sizes"]
 
 DATASETS = ("single_index", "california", "neuron")
-DAMPINGS = ("adaptive", "data", "constant", "gf")
+DAMPINGS = ("adaptive", "data", "constant", "curvature_local", "gf")
+LOSSES = ("squared", "weighted", "weighted_no_curvature")
+LATE_FIELDS = {"loss": "squared", "loss_mu": 1.0}  # added with claim 11; omitted from keys at these defaults
 METHODS = ("gn", "gd")
 LR_RULES = ("fixed", "stable")
 CAPTURES = ("first", "all")
@@ -48,6 +50,10 @@ class RunConfig:
         kernel_every: for ``gd``, compute λ_min/λ_max of K_t every this many steps (0: off).
         capture: ``first`` keeps θ after step 1 (for the Lemma 2 check), ``all`` the whole
             trajectory (Figure 1).
+        loss: ``squared`` (½(u − y)², every experiment of the paper), ``weighted``
+            (c_j(u − y_j)²/2 with c_j log-uniform in [μ, 1], generalized GN matrix JᵀΛJ) or
+            ``weighted_no_curvature`` (the same loss, preconditioner that ignores Λ) — claim 11.
+        loss_mu: μ, the smallest weight c_j of the weighted loss.
     """
 
     experiment: str
@@ -69,19 +75,26 @@ class RunConfig:
     target_fraction: float | None = None
     kernel_every: int = 0
     capture: str = "first"
+    loss: str = "squared"
+    loss_mu: float = 1.0
 
     def __post_init__(self) -> None:
         checks = [
             (self.dataset in DATASETS, f"`dataset` must be one of {DATASETS}; got {self.dataset!r}."),
             (self.method in METHODS, f"`method` must be one of {METHODS}; got {self.method!r}."),
             (self.damping in DAMPINGS, f"`damping` must be one of {DAMPINGS}; got {self.damping!r}."),
-            ((self.method == "gd") == (self.damping == "gf"), "`damping='gf'` goes with `method='gd'` and only with it."),
+            (
+                (self.method == "gd") == (self.damping == "gf"),
+                "`damping='gf'` goes with `method='gd'` and only with it.",
+            ),
             (self.lr_rule in LR_RULES, f"`lr_rule` must be one of {LR_RULES}; got {self.lr_rule!r}."),
             (self.capture in CAPTURES, f"`capture` must be one of {CAPTURES}; got {self.capture!r}."),
             (min(self.n, self.d, self.width, self.steps) >= 1, "`n`, `d`, `width`, `steps` must be >= 1."),
             (self.alpha > 0 and self.lr > 0, f"`alpha` and `lr` must be > 0; got {self.alpha}, {self.lr}."),
             (self.damping_value >= 0, f"`damping_value` must be >= 0; got {self.damping_value}."),
             (0 < self.spread <= 1, f"`spread` must lie in (0, 1]; got {self.spread}."),
+            (self.loss in LOSSES, f"`loss` must be one of {LOSSES}; got {self.loss!r}."),
+            (0 < self.loss_mu <= 1, f"`loss_mu` must lie in (0, 1]; got {self.loss_mu}."),
         ]
         for ok, message in checks:
             if not ok:
@@ -98,8 +111,13 @@ class RunConfig:
         return "over" if self.p >= self.n else "under"
 
     def key(self) -> str:
-        """File-name key: readable prefix plus a hash of every field."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        """File-name key: readable prefix plus a hash of every field.
+
+        Fields added after the first release are left out of the hash while they hold their
+        default (:data:`LATE_FIELDS`), so runs saved before they existed stay resumable.
+        """
+        fields_ = {k: v for k, v in asdict(self).items() if LATE_FIELDS.get(k, object()) != v}
+        blob = json.dumps(fields_, sort_keys=True).encode()
         digest = hashlib.sha1(blob).hexdigest()[:10]
         return f"{self.experiment}-{self.dataset}-{self.name}-{digest}"
 
@@ -108,6 +126,10 @@ class RunConfig:
         v = f"{self.damping_value:g}"
         if self.method == "gd":
             return f"GF (lr = {self.lr:g}/λ_max)" if self.lr_rule == "stable" else f"GF (Δt = {self.lr:g})"
+        if self.damping == "curvature_local":
+            return f"GGN, ρ_t = κλ_min(Λ½KΛ½), κ = {v}, μ = {self.loss_mu:g}"
+        if self.loss == "weighted_no_curvature":
+            return f"GN ignoring Λ, ρ_t = κλ_min(K_t), κ = {v}, μ = {self.loss_mu:g}"
         if self.damping == "adaptive":
             return f"GN adaptive ρ_t = κλ_min(K_t), κ = {v}"
         if self.damping == "data":
@@ -140,35 +162,97 @@ class Sizes:
     sweep_gf_steps: int
     sweep_under_n: int
     sweep_under_width: int
-    sweep_under_alpha: float
+    sweep_under_alphas: tuple[float, ...]
     sweep_spreads: tuple[float, ...]
     sweep_under_steps: int
+    curv_n: int
+    curv_width: int
+    curv_steps: int
+    curv_mus: tuple[float, ...] = field(default=(1.0, 0.1, 0.01))
     gf_factors: tuple[float, ...] = field(default=(1.9, 1.0, 0.5))
 
 
 SIZES: dict[str, Sizes] = {
     "full": Sizes(
-        mode="full", fig1_steps=2000, fig1_dt=0.01,
-        fig2_n=200, fig2_width=1000, fig2_steps=1000, fig2_dt_steps=40, fig2_alphas=(10.0, 20.0, 40.0),
-        fig3_n=1000, fig3_width_si=20, fig3_width_cal=10, fig3_steps=2000, fig3_alphas=(1.0, 4.0, 16.0, 64.0),
-        sweep_ns=(50, 100, 200, 400), sweep_width=1000, sweep_gn_steps=1000, sweep_gf_steps=2000,
-        sweep_under_n=1000, sweep_under_width=20, sweep_under_alpha=16.0, sweep_spreads=(1.0, 0.7, 0.5, 0.35),
+        mode="full",
+        fig1_steps=2000,
+        fig1_dt=0.01,
+        fig2_n=200,
+        fig2_width=1000,
+        fig2_steps=1000,
+        fig2_dt_steps=40,
+        fig2_alphas=(10.0, 20.0, 40.0),
+        fig3_n=1000,
+        fig3_width_si=20,
+        fig3_width_cal=10,
+        fig3_steps=2000,
+        fig3_alphas=(1.0, 4.0, 16.0, 64.0),
+        sweep_ns=(50, 100, 200, 400),
+        sweep_width=1000,
+        sweep_gn_steps=1000,
+        sweep_gf_steps=2000,
+        sweep_under_n=1000,
+        sweep_under_width=20,
+        sweep_under_alphas=(16.0, 65536.0),
+        sweep_spreads=(1.0, 0.7, 0.5, 0.35),
         sweep_under_steps=2000,
+        curv_n=200,
+        curv_width=1000,
+        curv_steps=1000,
     ),
     "quick": Sizes(
-        mode="quick", fig1_steps=2000, fig1_dt=0.01,
-        fig2_n=100, fig2_width=200, fig2_steps=400, fig2_dt_steps=30, fig2_alphas=(10.0, 20.0, 40.0),
-        fig3_n=300, fig3_width_si=20, fig3_width_cal=10, fig3_steps=400, fig3_alphas=(1.0, 4.0, 16.0, 64.0),
-        sweep_ns=(25, 50, 100, 200), sweep_width=200, sweep_gn_steps=400, sweep_gf_steps=600,
-        sweep_under_n=300, sweep_under_width=20, sweep_under_alpha=16.0, sweep_spreads=(1.0, 0.7, 0.5, 0.35),
+        mode="quick",
+        fig1_steps=1000,
+        fig1_dt=0.02,
+        fig2_n=100,
+        fig2_width=200,
+        fig2_steps=400,
+        fig2_dt_steps=30,
+        fig2_alphas=(10.0, 20.0, 40.0),
+        fig3_n=300,
+        fig3_width_si=20,
+        fig3_width_cal=10,
+        fig3_steps=400,
+        fig3_alphas=(1.0, 4.0, 16.0, 64.0),
+        sweep_ns=(25, 50, 100, 200),
+        sweep_width=200,
+        sweep_gn_steps=400,
+        sweep_gf_steps=600,
+        sweep_under_n=300,
+        sweep_under_width=20,
+        sweep_under_alphas=(16.0, 65536.0),
+        sweep_spreads=(1.0, 0.7, 0.5, 0.35),
         sweep_under_steps=400,
+        curv_n=100,
+        curv_width=200,
+        curv_steps=400,
     ),
     "tiny": Sizes(
-        mode="tiny", fig1_steps=200, fig1_dt=0.05,
-        fig2_n=30, fig2_width=40, fig2_steps=200, fig2_dt_steps=20, fig2_alphas=(10.0, 20.0),
-        fig3_n=60, fig3_width_si=5, fig3_width_cal=3, fig3_steps=150, fig3_alphas=(1.0, 16.0),
-        sweep_ns=(15, 30), sweep_width=40, sweep_gn_steps=200, sweep_gf_steps=200,
-        sweep_under_n=60, sweep_under_width=5, sweep_under_alpha=16.0, sweep_spreads=(1.0, 0.5),
-        sweep_under_steps=150, gf_factors=(1.9,),
+        mode="tiny",
+        fig1_steps=200,
+        fig1_dt=0.05,
+        fig2_n=50,
+        fig2_width=40,
+        fig2_steps=200,
+        fig2_dt_steps=20,
+        fig2_alphas=(10.0, 20.0),
+        fig3_n=60,
+        fig3_width_si=5,
+        fig3_width_cal=3,
+        fig3_steps=150,
+        fig3_alphas=(1.0, 16.0),
+        sweep_ns=(20, 50),
+        sweep_width=40,
+        sweep_gn_steps=200,
+        sweep_gf_steps=200,
+        sweep_under_n=60,
+        sweep_under_width=5,
+        sweep_under_alphas=(16.0, 65536.0),
+        sweep_spreads=(1.0, 0.5),
+        sweep_under_steps=150,
+        curv_n=50,
+        curv_width=40,
+        curv_steps=200,
+        gf_factors=(1.9,),
     ),
 }

@@ -23,8 +23,19 @@ import torch
 
 __all__ = ["environment", "load_json", "run_path", "save_csv", "save_json", "save_run"]
 
-CSV_COLUMNS = ("step", "t", "loss", "damping", "lambda_min", "lambda_max", "param_distance", "step_norm",
-               "grad_norm", "time", "accepted")
+CSV_COLUMNS = (
+    "step",
+    "t",
+    "loss",
+    "damping",
+    "lambda_min",
+    "lambda_max",
+    "param_distance",
+    "step_norm",
+    "grad_norm",
+    "time",
+    "accepted",
+)
 
 
 def _version(package: str) -> str | None:
@@ -37,8 +48,9 @@ def _version(package: str) -> str | None:
 def _git_sha() -> str | None:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
-                             check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

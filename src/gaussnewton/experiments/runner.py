@@ -10,7 +10,9 @@ Besides the training history it records the quantities the theory check needs:
   ``αJ_0(θ_1 − θ_0)`` against the prediction ``−Δt·K_0(K_0 + ρI)^{-1} r_0`` (−Δt·K_0 r_0 for GF),
   and the energy identity ``(R_1 − R_0)/Δt ≈ −(1/n) r_0ᵀK_0(K_0 + ρI)^{-1}r_0``;
 * at the end: the gap to the min-norm interpolant of the linearized model (Prop. 12, p ≥ n),
-  or ``‖P r‖/√n`` and λ_min(G) (Riemannian stationarity, p < n).
+  or ``‖P r‖/√n`` and λ_min(G) (Riemannian stationarity, p < n). If an undamped GN run with
+  p < n has not converged, the in-class optimum R* is refined by a few undamped GN-DT steps
+  (η = 1) from its last iterate (the spec's §5.4: "estimate R* from a long GN run").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import torch
@@ -32,9 +34,11 @@ __all__ = ["build_data", "build_model", "execute"]
 
 MODEL_SEED_OFFSET = 1000  # the network's seed is seed + 1000, so W and the data's θ* are independent
 TRAJECTORY_POINTS = 400  # Figure 1 keeps at most this many points of each trajectory
+POLISH_STEPS = 60  # undamped GN-DT (η = 1) steps that refine R* when a p < n run has not converged
+POLISH_IF = 1e-10  # ... i.e. when ‖P r‖ > 1e-10·‖r‖ at its last step
 
 
-@lru_cache(maxsize=None)
+@cache
 def tanh_c_sigma() -> float:
     """c_σ = 1/E[tanh(z)²] (the MLP's normalization)."""
     return activation_constants("tanh")["c_sigma"]
@@ -55,11 +59,59 @@ def build_data(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build_model(cfg: RunConfig) -> gn.MLP:
     """The paper's MLP: H = 1, tanh, c_σ normalization, frozen ±1 output layer, re-centred."""
-    return gn.MLP(cfg.d, width=cfg.width, depth=1, activation="tanh", alpha=cfg.alpha, train_output_layer=False,
-                  recenter=True, seed=cfg.seed + MODEL_SEED_OFFSET)
+    return gn.MLP(
+        cfg.d,
+        width=cfg.width,
+        depth=1,
+        activation="tanh",
+        alpha=cfg.alpha,
+        train_output_layer=False,
+        recenter=True,
+        seed=cfg.seed + MODEL_SEED_OFFSET,
+    )
+
+
+class WeightedSquared(gn.losses.Loss):
+    """ℓ_j(u) = c_j(u − y_j)²/2 (claim 11): Λ = diag(c), μ = min c, L = max c ≤ 1.
+
+    With ``use_curvature=False`` the GGN factor is the identity (B = I, h = ∂ℓ/∂u), i.e. the
+    "quadratic-only" preconditioner JᵀJ + ρI that ignores Λ.
+    """
+
+    name = "weighted_squared"
+    L = 1.0
+
+    def __init__(self, weights: torch.Tensor, use_curvature: bool = True) -> None:
+        self.weights = weights
+        self.mu = float(weights.min())
+        self.use_curvature = use_curvature
+
+    def value(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return 0.5 * self.weights * (u - y) ** 2
+
+    def grad(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.weights * (u - y)
+
+    def curvature(self, u: torch.Tensor, y: torch.Tensor) -> gn.losses.Curvature:  # noqa: D102
+        g = self.grad(u, y).reshape(-1)
+        if not self.use_curvature:
+            return gn.losses.Curvature(None, None, g, 1.0)
+        root = self.weights.sqrt()
+        return gn.losses.Curvature(root, None, g / root, self.mu)
+
+
+def make_loss(cfg: RunConfig, device: str = "cpu") -> gn.losses.Loss:
+    """The run's loss; weights c_j = μ^{U_j}, U_j ~ Unif[0, 1] (log-uniform in [μ, 1]), seed + 2000."""
+    if cfg.loss == "squared":
+        return gn.losses.Squared()
+    gen = torch.Generator().manual_seed(cfg.seed + 2000)
+    weights = cfg.loss_mu ** torch.rand(cfg.n, generator=gen, dtype=torch.float64)
+    return WeightedSquared(weights.to(device), use_curvature=cfg.loss == "weighted")
 
 
 def _damping(cfg: RunConfig) -> gn.damping.DampingSchedule | None:
+    if cfg.damping == "curvature_local":
+        return gn.damping.CurvatureLocal(cfg.damping_value)
     if cfg.damping == "adaptive":
         return gn.damping.Adaptive(cfg.damping_value)
     if cfg.damping == "data":
@@ -107,7 +159,8 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
     r_lin = max(float(y @ y - coef @ coef) / (2 * n), 0.0)
     lam0, lam_max0 = float(eigs0[-1]), float(eigs0[0])
     lr = cfg.lr / lam_max0 if cfg.lr_rule == "stable" else cfg.lr
-    initial_loss = float(y @ y) / (2 * n)
+    loss = make_loss(cfg, device)
+    initial_loss = float(loss.value(torch.zeros_like(y), y).mean())
 
     captured: dict[int, torch.Tensor] = {}
     kernel: dict[int, tuple[float, float]] = {}
@@ -123,8 +176,21 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # record (and report) numerical warnings instead of failing a run
-        res = gn.fit(net, x, y, method=cfg.method, damping=_damping(cfg), lr=lr, steps=cfg.steps, dynamics="euler",
-                     track_kernel=cfg.method == "gn", target_loss=target, callback=callback, progress=progress)
+        res = gn.fit(
+            net,
+            x,
+            y,
+            method=cfg.method,
+            damping=_damping(cfg),
+            lr=lr,
+            steps=cfg.steps,
+            dynamics="euler",
+            loss=loss,
+            track_kernel=cfg.method == "gn",
+            target_loss=target,
+            callback=callback,
+            progress=progress,
+        )
     wall = time.perf_counter() - start
 
     hist = {k: [float(v) for v in vals] for k, vals in res.history.items() if k != "cost"}
@@ -134,8 +200,15 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
             hist["lambda_min"][k - 1], hist["lambda_max"][k - 1] = lo, hi
 
     extras: dict[str, Any] = {"eigs0": eigs0.tolist(), "coef2": coef2.tolist()}
-    extras.update(_first_step_checks(cfg, problem, theta0, captured.get(1), jf0, u0, s0, y, lr, hist))
+    if cfg.loss == "squared":  # the identities below are those of the quadratic loss
+        extras.update(_first_step_checks(cfg, problem, theta0, captured.get(1), jf0, u0, s0, y, lr, hist))
     extras.update(_final_checks(cfg, problem, res.params.detach(), theta0, jf0, u0, s0, y))
+    if cfg.regime == "under" and cfg.method == "gn" and extras["stationarity"] > POLISH_IF * extras["residual_norm"]:
+        with warnings.catch_warnings(record=True) as polish_caught:
+            warnings.simplefilter("always")
+            polish = gn.fit(net, x, y, method="gn", damping=gn.damping.Constant(0.0), lr=1.0, steps=POLISH_STEPS)
+        caught += polish_caught
+        extras["r_star_polish"] = min(float(polish.initial_loss), *(float(v) for v in polish.history["loss"]))
     if cfg.capture == "all":
         steps = sorted(captured)
         stride = max(len(steps) // TRAJECTORY_POINTS, 1)
@@ -149,13 +222,25 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
         extras["X"] = x.tolist()
 
     summary = {
-        "regime": cfg.regime, "p": cfg.p, "lambda0": lam0, "lambda_max0": lam_max0, "lr": lr,
-        "initial_loss": initial_loss, "final_loss": float(res.loss), "steps_run": res.steps,
-        "termination": res.termination.name, "wall_time_s": wall, "R_lin": r_lin, "c_sigma": tanh_c_sigma(),
+        "regime": cfg.regime,
+        "p": cfg.p,
+        "lambda0": lam0,
+        "lambda_max0": lam_max0,
+        "lr": lr,
+        "initial_loss": initial_loss,
+        "final_loss": float(res.loss),
+        "steps_run": res.steps,
+        "termination": res.termination.name,
+        "wall_time_s": wall,
+        "R_lin": r_lin,
+        "c_sigma": tanh_c_sigma(),
         "library_initial_loss": float(res.initial_loss),
     }
     return {
-        "key": cfg.key(), "summary": summary, "history": hist, "extras": extras,
+        "key": cfg.key(),
+        "summary": summary,
+        "history": hist,
+        "extras": extras,
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
     }
 
@@ -197,5 +282,8 @@ def _final_checks(cfg: RunConfig, problem, theta, theta0, jf0, u0, s0, y) -> dic
         r = problem.outputs(theta) - y
     _, u1, s1, _ = _svd(problem, theta, alpha, n)
     pr = u1 @ (u1.T @ r)
-    return {"stationarity": float(pr.norm()) / math.sqrt(n), "residual_norm": float(r.norm()) / math.sqrt(n),
-            "lambda_min_end": float(s1[-1] ** 2)}
+    return {
+        "stationarity": float(pr.norm()) / math.sqrt(n),
+        "residual_norm": float(r.norm()) / math.sqrt(n),
+        "lambda_min_end": float(s1[-1] ** 2),
+    }

@@ -45,6 +45,7 @@ TANH_CONSTANTS = {"sigma0": 1.0, "sigma1": 1.0, "sigma2": 4.0 / (3.0 * math.sqrt
 """Bounds on |σ|, |σ'|, |σ''| for σ = tanh (spec §2.1)."""
 
 _FLOOR = 1e-300  # keeps logs finite
+LOG_1E6 = math.log(1e6)
 
 
 # ----------------------------------------------------------------- width / α conditions
@@ -186,7 +187,13 @@ def first_step_below(losses: Sequence[float], target: float) -> int | None:
 
 
 def fitted_rate(
-    t: Sequence[float], gap: Sequence[float], gap0: float, *, lo: float = 1e-12, hi: float = 1e-2, tail: float = 0.5,
+    t: Sequence[float],
+    gap: Sequence[float],
+    gap0: float,
+    *,
+    lo: float = 1e-12,
+    hi: float = 1e-2,
+    tail: float = 0.5,
     min_points: int = 5,
 ) -> tuple[float, float, float]:
     """Observed geometric rate: least-squares slope of log(gap) against t, negated.
@@ -220,7 +227,7 @@ def fitted_rate(
         pos = np.flatnonzero((g > 0) & np.isfinite(g))
         if pos.size < min_points:
             return math.nan, math.nan, math.nan
-        idx = pos[int(0.75 * pos.size):] if pos.size >= 4 * min_points else pos[-min_points:]
+        idx = pos[int(0.75 * pos.size) :] if pos.size >= 4 * min_points else pos[-min_points:]
     slope = np.polyfit(t_arr[idx], np.log(g[idx]), 1)[0]
     return float(-slope), float(t_arr[idx[0]]), float(t_arr[idx[-1]])
 
@@ -255,4 +262,3 @@ def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
     if ok.sum() < 2:
         return math.nan
     return float(np.polyfit(np.log(xa[ok]), np.log(ya[ok]), 1)[0])
-

@@ -1,0 +1,236 @@
+"""Command line: ``gaussnewton reproduce`` and ``gaussnewton list``.
+
+``gaussnewton reproduce [fig1|fig2|fig3|sweep|curvature|all ...] [--quick] [--out DIR] [--seed N]
+[--device cpu|cuda] [--resume] [--jobs N] [--threads N]`` runs the paper's experiments,
+saves every run the moment it finishes (``DIR/runs/<key>.json`` + ``.csv``), then draws the
+figures (PNG + PDF), evaluates the theory check and the claims, and writes ``report.md``.
+``--resume`` reuses the saved runs whose configuration matches (the key hashes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+EXPERIMENTS_ALL = ("fig1", "fig2", "fig3", "sweep", "curvature")
+EXPERIMENT_CHOICES = (*EXPERIMENTS_ALL, "all")
+DEFAULT_OUT = "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gaussnewton",
+        description="Gauss–Newton for neural networks: reproduce the experiments of Cayci (arXiv 2412.14031).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="run experiments, draw figures, check the theory, write report.md")
+    rep.add_argument(
+        "experiments",
+        nargs="*",
+        default=["all"],
+        metavar="EXPERIMENT",
+        help=f"one or more of {', '.join(EXPERIMENT_CHOICES)} (default: all)",
+    )
+    size = rep.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="reduced sizes: all figures in a few minutes on 2 CPU cores")
+    size.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds; used by the test suite)")
+    rep.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
+    rep.add_argument("--seed", type=int, default=0, help="seed of data and initialization (default 0)")
+    rep.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default cpu)")
+    rep.add_argument("--resume", action="store_true", help="skip runs already saved in --out")
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: min(2, CPU count) on cpu, 1 on cuda)",
+    )
+    rep.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    lst = sub.add_parser("list", help="list the experiments, their sizes and expected run times")
+    lst.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _expand(names: list[str]) -> list[str]:
+    bad = [n for n in names if n not in EXPERIMENT_CHOICES]
+    if bad:
+        raise SystemExit(
+            f"gaussnewton reproduce: unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENT_CHOICES)}"
+        )
+    if "all" in names:
+        return list(EXPERIMENTS_ALL)
+    return [n for n in EXPERIMENTS_ALL if n in names]
+
+
+def _list() -> int:
+    from .experiments.config import SIZES
+    from .experiments.registry import EXPERIMENTS
+
+    print(f"{'experiment':10s} {'runs quick/full':>15s} {'time quick':>11s} {'time full':>10s}  description")
+    for exp in EXPERIMENTS.values():
+        nq, nf = len(exp.build(SIZES["quick"], 0)), len(exp.build(SIZES["full"], 0))
+        print(
+            f"{exp.name:10s} {f'{nq}/{nf}':>15s} {exp.runtime_s['quick']:>9.0f} s {exp.runtime_s['full']:>8.0f} s  "
+            f"{exp.title}"
+        )
+    q, f = SIZES["quick"], SIZES["full"]
+    print("\nsizes (quick → full, spec §6–§7 defaults in full):")
+    print(
+        f"  fig2  p ≥ n: n {q.fig2_n}→{f.fig2_n}, width {q.fig2_width}→{f.fig2_width}, "
+        f"steps {q.fig2_steps}→{f.fig2_steps}"
+    )
+    print(
+        f"  fig3  p < n: n {q.fig3_n}→{f.fig3_n}, width {q.fig3_width_si}/{q.fig3_width_cal}, "
+        f"steps {q.fig3_steps}→{f.fig3_steps}"
+    )
+    print(f"  sweep n ∈ {q.sweep_ns}→{f.sweep_ns}; spreads {q.sweep_spreads}")
+    print("\nrun:  gaussnewton reproduce all --quick --out results   (see docs/reproducing.md)")
+    return 0
+
+
+def _cost(cfg: Any) -> float:
+    """Rough relative cost of a run (for scheduling only): GN builds an n×p Jacobian every step."""
+    per_step = cfg.n * cfg.p if cfg.method == "gn" else 0.1 * cfg.n * cfg.p
+    return cfg.steps * (per_step + 2e3)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _execute_and_save(cfg_dict: dict[str, Any], out: str, device: str, env: dict[str, Any]) -> tuple[str, float]:
+    """Worker: run one configuration and save it at once. Returns (key, wall seconds)."""
+    from .experiments import io
+    from .experiments.config import RunConfig
+    from .experiments.runner import execute
+
+    cfg = RunConfig(**cfg_dict)
+    start = time.perf_counter()
+    record = execute(cfg, device=device)
+    record["config"] = cfg_dict
+    record["environment"] = env
+    io.save_run(Path(out), record)
+    return cfg.key(), time.perf_counter() - start
+
+
+def _run_all(pending: list[Any], out: Path, device: str, env: dict[str, Any], jobs: int, threads: int) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pending), desc="reproduce", unit="run", disable=None if len(pending) else True)
+    try:
+        if jobs <= 1:
+            for cfg in pending:
+                bar.set_postfix_str(f"{cfg.experiment}/{cfg.dataset}/{cfg.name}", refresh=True)
+                _execute_and_save(asdict(cfg), str(out), device, env)
+                bar.update(1)
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+        ) as pool:
+            futures = {pool.submit(_execute_and_save, asdict(cfg), str(out), device, env): cfg for cfg in pending}
+            for fut in as_completed(futures):
+                cfg = futures[fut]
+                fut.result()
+                bar.set_postfix_str(f"{cfg.experiment}/{cfg.dataset}/{cfg.name}", refresh=False)
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "gaussnewton reproduce: --device cuda was requested but CUDA is not available "
+            f"(torch {torch.__version__}, torch.version.cuda = {torch.version.cuda}). Use --device cpu.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.threads < 1 or (args.jobs is not None and args.jobs < 1):
+        print("gaussnewton reproduce: --threads and --jobs must be >= 1.", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    from .experiments import io
+    from .experiments.claims import Runs, evaluate
+    from .experiments.config import SIZES
+    from .experiments.registry import configs_for
+    from .experiments.report import claims_json, console_claims, console_theory, write_report, write_theory_csv
+
+    start = time.perf_counter()
+    mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
+    sizes = SIZES[mode]
+    names = _expand(args.experiments)
+    configs = configs_for(names, sizes, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = io.environment(args.device, args.seed, ["gaussnewton", *argv])
+    io.save_json(out / "environment.json", env)
+    pending = [c for c in configs if not (args.resume and io.run_path(out, c.key()).exists())]
+    pending.sort(key=_cost, reverse=True)  # longest first: better balance across workers
+    jobs = args.jobs if args.jobs is not None else (1 if args.device == "cuda" else min(2, len(pending) or 1))
+    print(
+        f"gaussnewton reproduce {' '.join(names)} ({mode}): {len(configs)} runs, {len(configs) - len(pending)} "
+        f"resumed from {out / 'runs'}, {len(pending)} to run on {args.device} with {jobs} worker(s)"
+    )
+    _run_all(pending, out, args.device, env, jobs, args.threads)
+    records = [io.load_json(io.run_path(out, c.key())) for c in configs]
+    runs = Runs(records)
+    claims = evaluate(runs)
+    surf = None
+    if "fig1" in names:
+        from .experiments.manifold import surface
+
+        surf = surface([r for r in records if r["config"]["experiment"] == "fig1"])
+    from .experiments.plotting import draw_all
+
+    figures = draw_all(runs, surf, out)
+    write_theory_csv(out / "theory_check.csv", runs)
+    io.save_json(out / "theory_check.json", runs.rows)
+    io.save_json(out / "claims.json", claims_json(claims))
+    timing = {"total_s": time.perf_counter() - start, "executed": len(pending), "resumed": len(configs) - len(pending)}
+    write_report(
+        out / "report.md",
+        runs,
+        claims,
+        sizes=sizes,
+        env=env,
+        figures=figures,
+        timing=timing,
+        command="gaussnewton " + " ".join(argv),
+    )
+    print("\nTheory check (rates per unit time; details in report.md and theory_check.csv):")
+    print(console_theory(runs))
+    print("\nClaims (paper_spec.md §8):")
+    print(console_claims(claims))
+    print(
+        f"\nWrote {len(figures)} figure files, report.md, theory_check.csv, claims.json and {len(configs)} runs "
+        f"(JSON + CSV) to {out} in {timing['total_s']:.0f} s."
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gaussnewton`` console script.
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        int: the exit status (0 on success, 2 on a usage error).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        return _list()
+    return _reproduce(args, argv)
