@@ -39,8 +39,8 @@ def test_data_dependent_freezes_initial_lambda():
 def test_adaptive_follows_current_lambda():
     s = Adaptive(kappa=3.0)
     state = s.init(ctx())
-    assert s.damping(state, ctx(lam=0.1))[1] == pytest.approx(0.3)
-    assert s.damping(state, ctx(lam=2.0))[1] == pytest.approx(6.0)
+    assert s.damping(state, ctx(lam=9.9, lam_kernel=0.1))[1] == pytest.approx(0.3)  # K_t, not Λ-weighted
+    assert s.damping(state, ctx(lam=9.9, lam_kernel=2.0))[1] == pytest.approx(6.0)
     assert s.needs_spectrum
 
 

@@ -17,14 +17,6 @@ from gaussnewton.optim import GaussNewton, closure_jacobian, closure_operator
 N_BIG, N_SMALL = 40, 6  # p = 3*5 + 5 + 5 + 1 = 26: N > p and N < p
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny problems: torch's intra-op threads only add spin-wait on a shared 2-core machine
-    (measured: these files take ~10 s with one thread, >90 s with two under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_net(d=3, width=5, k=1, seed=0):

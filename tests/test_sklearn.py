@@ -14,14 +14,6 @@ from gaussnewton import GaussNewtonError
 from gaussnewton.sklearn import GNClassifier, GNRegressor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny problems: torch's intra-op threads only add spin-wait on a shared 2-core machine
-    (measured: these files take ~10 s with one thread, >90 s with two under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # Small networks and few steps keep the ~45 checks per estimator fast.

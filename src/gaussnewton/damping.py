@@ -160,6 +160,8 @@ class Adaptive(DampingSchedule):
 
     [RECON-L] in the spec: the most plausible reading of eq. 14; κ is a parameter.
     Small λ_min(K_t) → less damping (closer to GN); large → more damping (closer to GF).
+    K_t is the unweighted kernel even for non-squared losses; :class:`CurvatureLocal` uses the
+    curvature-weighted one.
 
     Args:
         kappa: κ > 0.
@@ -174,7 +176,8 @@ class Adaptive(DampingSchedule):
         return None
 
     def damping(self, state: None, ctx: DampingContext) -> tuple[None, float]:  # noqa: D102
-        return None, self.kappa * max(ctx.lambda_min(), 0.0)
+        # the unweighted kernel K_t (eq. 14); for the squared loss it is the solved Gram matrix
+        return None, self.kappa * max(ctx.lambda_min_kernel(), 0.0)
 
     def __repr__(self) -> str:
         return f"Adaptive(kappa={self.kappa:g})"

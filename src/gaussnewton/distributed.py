@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ._errors import GaussNewtonError
-from .linsolve import KernelSolver, LinearSolver, NormalSolver, Prepared, _d_inv_sqrt, _scale_columns, as_dense
+from .linsolve import KernelSolver, LinearSolver, NormalSolver, Prepared, _gram_spectrum, _scaled_dense, as_dense
 
 __all__ = ["DistributedKernelSolver", "DistributedNormalSolver", "resolve_group", "Reducer"]
 
@@ -107,11 +107,7 @@ class DistributedNormalSolver(NormalSolver):
         self.reducer = reducer
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        dis = _d_inv_sqrt(diag)
-        ad = _scale_columns(as_dense(a), dis)
-        if self.gram_dtype is not None:
-            ad, h = ad.to(self.gram_dtype), h.to(self.gram_dtype)
-            dis = None if dis is None else dis.to(self.gram_dtype)
+        ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
         gram = self.reducer.sum(ad.T @ ad)
         rhs = self.reducer.sum(-(ad.T @ h))
         prep = Prepared(ad, h, dis, gram=gram, rhs=rhs)
@@ -122,8 +118,6 @@ class DistributedNormalSolver(NormalSolver):
     def spectrum(self, prepared):  # noqa: D102
         n_local, p = prepared.a.shape
         n = int(self.reducer.sum(torch.tensor([n_local])).item())
-        from .linsolve import _gram_spectrum
-
         return _gram_spectrum(prepared, min(n, p))
 
 

@@ -215,6 +215,24 @@ def _cholesky_solve(
     return torch.cholesky_solve(b[:, None], factor).squeeze(1), jitter
 
 
+def _scaled_dense(a, h, diag, gram_dtype):  # noqa: ANN001, ANN202
+    """Dense ``Ã = A D^{-1/2}``, ``h`` and ``D^{-1/2}``, cast to ``gram_dtype`` if given."""
+    dis = _d_inv_sqrt(diag)
+    ad = _scale_columns(as_dense(a), dis)
+    if gram_dtype is not None:
+        ad, h = ad.to(gram_dtype), h.to(gram_dtype)
+        dis = None if dis is None else dis.to(gram_dtype)
+    return ad, h, dis
+
+
+def _factor_solve(prepared: Prepared, rho: float) -> tuple[torch.Tensor, float]:
+    """Solve ``(gram + ρI) z = rhs`` by the eigendecomposition if present, else Cholesky."""
+    assert prepared.gram is not None and prepared.rhs is not None
+    if prepared.eig is not None:
+        return _eig_solve(*prepared.eig, prepared.rhs, rho), 0.0
+    return _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
+
+
 def _gram_spectrum(prepared: Prepared, n_keep: int) -> torch.Tensor:
     if prepared.eig is None:
         assert prepared.gram is not None
@@ -241,27 +259,14 @@ class NormalSolver(LinearSolver):
         self.gram_dtype = gram_dtype
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        dis = _d_inv_sqrt(diag)
-        ad = _scale_columns(as_dense(a), dis)
-        if self.gram_dtype is not None:
-            ad = ad.to(self.gram_dtype)
-            h = h.to(self.gram_dtype)
-            dis = None if dis is None else dis.to(self.gram_dtype)
-        gram = ad.T @ ad
-        rhs = -(ad.T @ h)
-        prep = Prepared(ad, h, dis, gram=gram, rhs=rhs)
+        ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
+        prep = Prepared(ad, h, dis, gram=ad.T @ ad, rhs=-(ad.T @ h))
         if spectrum:
-            prep.eig = torch.linalg.eigh(gram)
+            prep.eig = torch.linalg.eigh(prep.gram)
         return prep
 
     def solve(self, prepared, rho):  # noqa: D102
-        assert prepared.gram is not None and prepared.rhs is not None
-        jitter = 0.0
-        if prepared.eig is not None:
-            z = _eig_solve(*prepared.eig, prepared.rhs, rho)
-        else:
-            z = _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
-            z, jitter = z
+        z, jitter = _factor_solve(prepared, rho)
         delta = z if prepared.d_inv_sqrt is None else z * prepared.d_inv_sqrt
         return delta, LinearSolveInfo(self.name, jitter=jitter)
 
@@ -292,25 +297,14 @@ class KernelSolver(LinearSolver):
             if spectrum:
                 prep.eig = torch.linalg.eigh(prep.gram)
             return prep
-        dis = _d_inv_sqrt(diag)
-        ad = _scale_columns(as_dense(a), dis)
-        if self.gram_dtype is not None:
-            ad = ad.to(self.gram_dtype)
-            h = h.to(self.gram_dtype)
-            dis = None if dis is None else dis.to(self.gram_dtype)
-        gram = ad @ ad.T
-        prep = Prepared(ad, h, dis, gram=gram, rhs=h)
+        ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
+        prep = Prepared(ad, h, dis, gram=ad @ ad.T, rhs=h)
         if spectrum:
-            prep.eig = torch.linalg.eigh(gram)
+            prep.eig = torch.linalg.eigh(prep.gram)
         return prep
 
     def solve(self, prepared, rho):  # noqa: D102
-        assert prepared.gram is not None and prepared.rhs is not None
-        jitter = 0.0
-        if prepared.eig is not None:
-            z = _eig_solve(*prepared.eig, prepared.rhs, rho)
-        else:
-            z, jitter = _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
+        z, jitter = _factor_solve(prepared, rho)
         delta = -rmatvec(prepared.a, z)
         if prepared.d_inv_sqrt is not None:
             delta = delta * prepared.d_inv_sqrt
