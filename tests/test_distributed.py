@@ -12,11 +12,13 @@ import gaussnewton as gn
 
 WORKER = Path(__file__).parent / "helpers" / "dist_worker.py"
 sys.path.insert(0, str(WORKER.parent))
-from dist_worker import global_data  # noqa: E402
+from dist_worker import global_data, run_optimizer  # noqa: E402
 
 
 def reference(case):
     X, y = global_data()
+    if case == "optim":
+        return run_optimizer(X, y)
     if case == "lsq":
         t = torch.linspace(0, 3, 40, dtype=torch.float64)
         yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
@@ -35,7 +37,7 @@ def torchrun(nproc, *args, timeout=240):
 
 
 @pytest.mark.parametrize("nproc,case", [(2, "lm_kernel"), (2, "lm_normal"), (2, "gn_adaptive"), (2, "gd"), (2, "lsq"),
-                                        (4, "lm_kernel")])
+                                        (2, "optim"), (4, "lm_kernel")])
 def test_iterates_match_single_process(tmp_path, nproc, case):
     out = tmp_path / "params.pt"
     proc = torchrun(nproc, out, case)

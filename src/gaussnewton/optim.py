@@ -34,9 +34,10 @@ import torch
 from ._driver import _column_sq_norms, _diag_max, gain_ratio, predicted_reduction
 from ._errors import GaussNewtonError, NonFiniteError, check_positive, check_positive_int
 from .damping import DampingContext, DampingSchedule, TrustState, get_damping
+from .distributed import Reducer, distributed_solver, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Curvature, Loss, Squared, get_loss
-from .operators import JacobianOperator
+from .operators import JacobianOperator, matvec
 
 __all__ = ["GaussNewton", "GaussNewtonConfig", "closure_jacobian", "closure_operator"]
 
@@ -161,9 +162,12 @@ class _Evaluation:
     loss: Loss
     n: int
 
-    def cost(self) -> float:
-        """R = (1/n) Σ_j ℓ(u_j, y_j) (NaN if non-finite)."""
-        c = float(self.loss.value(self.u.detach(), self.y).sum()) / self.n
+    def cost(self, reducer: Reducer | None = None, n_total: int | None = None) -> float:
+        """R = (1/n) Σ_j ℓ(u_j, y_j) (NaN if non-finite), summed over the shards of ``reducer``."""
+        total = self.loss.value(self.u.detach(), self.y).sum()
+        if reducer is not None:
+            total = reducer.sum(total)
+        c = float(total) / (n_total or self.n)
         return c if math.isfinite(c) else math.nan
 
 
@@ -275,6 +279,11 @@ class GaussNewton(torch.optim.Optimizer):
             the p×p or N×N form, or matrix-free CG above ``memory_budget``.
         memory_budget: bytes for the dense Jacobian and Gram matrix.
         max_trials: trial steps per ``step`` call.
+        process_group: data parallelism (:mod:`gaussnewton.distributed`): each rank's closure
+            returns the residuals of its own shard; the damped system, the loss and the gain
+            ratio are reduced over the group, so every rank takes the same step. ``"auto"``
+            uses the default group when torch.distributed is initialized with more than one
+            process; the parameters are broadcast from rank 0 at construction.
 
     Raises:
         GaussNewtonError: bad arguments (the message names the argument).
@@ -311,7 +320,9 @@ class GaussNewton(torch.optim.Optimizer):
         solver: str | LinearSolver = "auto",
         memory_budget: float = DEFAULT_MEMORY_BUDGET,
         max_trials: int = _DEFAULT_MAX_TRIALS,
+        process_group: Any = "auto",
     ) -> None:
+        self._reducer = Reducer(resolve_group(process_group))
         if damping is None:
             raise GaussNewtonError("`damping` must be a schedule, a registry name or a number >= 0; got None.")
         self.config = GaussNewtonConfig(damping=get_damping(damping, "nielsen"), solver=solver,
@@ -320,6 +331,10 @@ class GaussNewton(torch.optim.Optimizer):
         super().__init__(params, {"lr": check_positive("lr", lr)})
         self._built = True
         self._check_layout()
+        if self._reducer.active:  # identical starting point on every rank
+            with torch.no_grad():
+                for q, _ in self._trained():
+                    q.copy_(self._reducer.broadcast(q.detach()))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (validates its ``lr``, dtype and device; a bad group is not added)."""
@@ -376,16 +391,23 @@ class GaussNewton(torch.optim.Optimizer):
         cfg, state = self.config, self.state[self._anchor]
         params = [q for q, _ in self._trained()]
         scale = torch.cat([torch.full((q.numel(),), lr, dtype=q.dtype, device=q.device) for q, lr in self._trained()])
+        red = self._reducer
         ev = _evaluate(closure, grad=True)
-        cost = ev.cost()
+        n_total = int(red.sum(torch.tensor(ev.n)))
+        cost = ev.cost(red, n_total)
         if not math.isfinite(cost):
             raise NonFiniteError(f"The loss returned by `closure` must be finite; got {cost}.")
-        unit = float(ev.n)
+        unit = float(n_total)
         curv = ev.loss.curvature(ev.u.detach(), ev.y)
-        solver = get_solver(cfg.solver, ev.u.numel(), scale.numel(), scale.element_size(), cfg.memory_budget)
+        rows = int(red.sum(torch.tensor(ev.u.numel())))
+        solver = get_solver(cfg.solver, rows, scale.numel(), scale.element_size(), cfg.memory_budget)
+        if red.active:
+            solver = distributed_solver(solver, red)
         with torch.enable_grad():
             a, jac = self._linearize(ev, params, curv, dense=solver.needs_dense or cfg.damping.scaling == "diag")
         colsq = _column_sq_norms(a)
+        if colsq is not None:
+            colsq = red.sum(colsq)
         if colsq is not None and not bool(torch.isfinite(colsq).all()):
             raise NonFiniteError("The Jacobian of the `closure` output must be finite; got NaN/Inf entries.")
         diag = self._diag(state, colsq)
@@ -401,9 +423,9 @@ class GaussNewton(torch.optim.Optimizer):
         while not accepted and trials < cfg.max_trials:
             trials += 1
             s = scale * solver.solve(prepared, rho * unit)[0]
-            predicted = predicted_reduction(a, curv.h, s) / unit
+            predicted = _shard_predicted_reduction(a, curv.h, s, red) / unit
             _write(params, theta0 + s, keep_graph)
-            trial_cost = _evaluate(closure, grad=False).cost()
+            trial_cost = _evaluate(closure, grad=False).cost(red, n_total)
             ratio = gain_ratio(cost - trial_cost, predicted)
             if cfg.damping.trust_region:
                 sched, accepted = cfg.damping.update(sched, ratio)
@@ -437,6 +459,16 @@ class GaussNewton(torch.optim.Optimizer):
         run = colsq if prev is None or prev.shape != colsq.shape else torch.maximum(prev, colsq)
         state["diag"] = run
         return run.clamp_min(torch.finfo(colsq.dtype).eps * max(float(run.max()), 1.0))
+
+
+def _shard_predicted_reduction(a: torch.Tensor | JacobianOperator, h: torch.Tensor, s: torch.Tensor,
+                               red: Reducer) -> float:
+    """:func:`predicted_reduction` summed over the shards of a process group."""
+    if not red.active:
+        return predicted_reduction(a, h, s)
+    a_s = matvec(a, s)
+    terms = red.sum(torch.stack([h @ a_s, a_s @ a_s]))
+    return float(-terms[0] - 0.5 * terms[1])
 
 
 def _write(params: Sequence[torch.Tensor], theta: torch.Tensor, keep_graph: bool = False) -> None:

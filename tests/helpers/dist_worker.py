@@ -18,6 +18,16 @@ def global_data():
     return gn.datasets.single_index(37, 8, seed=4)  # 37: shards of unequal size
 
 
+def run_optimizer(X, y, steps=6):
+    """Plain PyTorch loop with gaussnewton.optim.GaussNewton (full batch of this rank's shard)."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)).double()
+    opt = gn.optim.GaussNewton(net.parameters())
+    for _ in range(steps):
+        opt.step(lambda: net(X).squeeze(1) - y)
+    return torch.cat([q.detach().reshape(-1) for q in net.parameters()])
+
+
 def main() -> None:
     out, case = sys.argv[1], sys.argv[2]
     ckpt = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
@@ -26,7 +36,9 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     X, y = global_data()
     idx = torch.tensor_split(torch.arange(X.shape[0]), world)[rank]  # contiguous shards, unequal sizes
-    if case == "lsq":
+    if case == "optim":
+        params = run_optimizer(X[idx], y[idx])
+    elif case == "lsq":
         t = torch.tensor_split(torch.linspace(0, 3, 40, dtype=torch.float64), world)[rank]
         yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
         res = gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - yt, [1.0, 1.0])
