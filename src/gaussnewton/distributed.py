@@ -9,6 +9,8 @@ quantity makes all ranks take identical steps:
 * **p-space path** (``solver="normal"``, chosen when N ≥ p): ``AᵀA`` (p×p) and ``Aᵀh`` are
   all-reduced, then every rank factors the same p×p matrix. Bytes moved per iterate and rank
   (ring all-reduce): about ``2·(p² + p)·itemsize``, independent of n;
+* **matrix-free path** (``solver="cg"``, chosen beyond the memory budget): every CG product
+  ``Σ_r A_rᵀ(A_r v)`` is one all-reduce of p numbers, ``2·p·itemsize`` bytes per CG iteration;
 * **n-space path** (``solver="kernel"``, chosen when N < p): the Jacobian blocks ``A_r``
   (N_r×p) are all-gathered and every rank forms the N×N kernel. Bytes moved per iterate and
   rank: about ``N·p·itemsize`` (each rank receives all other blocks).
@@ -31,10 +33,11 @@ from typing import Any
 import torch
 
 from ._errors import GaussNewtonError
-from .linsolve import KernelSolver, LinearSolver, NormalSolver, Prepared, _gram_spectrum, _scaled_dense, as_dense
+from .linsolve import CGSolver, KernelSolver, LinearSolver, NormalSolver, Prepared, _gram_spectrum, _scaled_dense, as_dense
 from .linsolve import gram as _gram
+from .operators import matvec, rmatvec
 
-__all__ = ["DistributedKernelSolver", "DistributedNormalSolver", "resolve_group", "Reducer"]
+__all__ = ["DistributedCGSolver", "DistributedKernelSolver", "DistributedNormalSolver", "Reducer", "resolve_group"]
 
 
 def resolve_group(process_group: Any) -> Any:
@@ -138,12 +141,36 @@ class DistributedKernelSolver(KernelSolver):
         return super().prepare(full_a, full_h, diag=diag, spectrum=spectrum)
 
 
+class DistributedCGSolver(CGSolver):
+    """Matrix-free CG; each product ``AᵀA v = Σ_r A_rᵀ(A_r v)`` costs one all-reduce of p numbers."""
+
+    def __init__(self, reducer: Reducer, base: CGSolver) -> None:
+        """Args:
+        reducer: the process-group reducer.
+        base: the CG settings to copy (tolerances, iteration cap).
+        """
+        super().__init__(rtol=base.rtol, atol=base.atol, max_iter=base.max_iter, recompute_every=base.recompute_every)
+        self.reducer = reducer
+
+    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
+        return Prepared(a, h, None, diag=diag, rhs=self.reducer.sum(-rmatvec(a, h)))
+
+    def _normal_product(self, a, v):  # noqa: ANN001, ANN202
+        return self.reducer.sum(rmatvec(a, matvec(a, v)))
+
+    def spectrum(self, prepared):  # noqa: D102
+        raise GaussNewtonError("Kernel eigenvalues on the matrix-free path are not available with a process group; "
+                               "use solver='normal' or 'kernel' for schedules that need λ_min.")
+
+
 def distributed_solver(solver: LinearSolver, reducer: Reducer) -> LinearSolver:
-    """The data-parallel counterpart of a resolved solver (normal or kernel only)."""
+    """The data-parallel counterpart of a resolved solver (normal, kernel or CG)."""
     if isinstance(solver, KernelSolver):
         return DistributedKernelSolver(reducer)
     if isinstance(solver, NormalSolver):
         return DistributedNormalSolver(reducer, solver.gram_dtype)
+    if isinstance(solver, CGSolver):
+        return DistributedCGSolver(reducer, solver)
     raise GaussNewtonError(
-        f"`solver` {solver.name!r} is not supported with a process group; use 'normal' or 'kernel' (or 'auto')."
+        f"`solver` {solver.name!r} is not supported with a process group; use 'normal', 'kernel', 'cg' or 'auto'."
     )

@@ -424,7 +424,7 @@ class CGSolver(LinearSolver):
         assert b is not None
 
         def op(v: torch.Tensor) -> torch.Tensor:
-            out = rmatvec(a, matvec(a, v))
+            out = self._normal_product(a, v)
             return out + rho * (v if d is None else d * v)
 
         p = b.shape[0]
@@ -450,6 +450,10 @@ class CGSolver(LinearSolver):
             pdir = r + (rs_new / rs) * pdir
             rs = rs_new
         return x, LinearSolveInfo(self.name, iterations=it, converged=converged)
+
+    def _normal_product(self, a: torch.Tensor | JacobianOperator, v: torch.Tensor) -> torch.Tensor:
+        """``AᵀA v`` (overridden by the data-parallel solver to sum over shards)."""
+        return rmatvec(a, matvec(a, v))
 
     def spectrum(self, prepared):  # noqa: D102
         return lanczos_extremes(prepared.a)
