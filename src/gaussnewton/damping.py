@@ -155,7 +155,31 @@ class DataDependent(DampingSchedule):
         return f"DataDependent(kappa={self.kappa:g})"
 
 
-class Adaptive(DampingSchedule):
+class _KappaTimesLambda(DampingSchedule):
+    """Shared shape of the spectrum-based schedules: ρ_t = κ·λ_t for a λ_t read from the context."""
+
+    needs_spectrum = True
+
+    def __init__(self, kappa: float = 1.0) -> None:
+        """Args:
+        kappa: κ > 0.
+        """
+        self.kappa = check_positive("kappa", kappa)
+
+    def _lambda(self, ctx: DampingContext) -> float:
+        raise NotImplementedError
+
+    def init(self, ctx: DampingContext) -> None:  # noqa: D102
+        return None
+
+    def damping(self, state: None, ctx: DampingContext) -> tuple[None, float]:  # noqa: D102
+        return None, self.kappa * max(self._lambda(ctx), 0.0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kappa={self.kappa:g})"
+
+
+class Adaptive(_KappaTimesLambda):
     """ρ_t = κ·λ_min(K_t) (eq. 14; Corollary 9 predicts the rate 2μ/(1+κ)).
 
     [RECON-L] in the spec: the most plausible reading of eq. 14; κ is a parameter.
@@ -167,23 +191,12 @@ class Adaptive(DampingSchedule):
         kappa: κ > 0.
     """
 
-    needs_spectrum = True
-
-    def __init__(self, kappa: float = 1.0) -> None:
-        self.kappa = check_positive("kappa", kappa)
-
-    def init(self, ctx: DampingContext) -> None:  # noqa: D102
-        return None
-
-    def damping(self, state: None, ctx: DampingContext) -> tuple[None, float]:  # noqa: D102
+    def _lambda(self, ctx: DampingContext) -> float:
         # the unweighted kernel K_t (eq. 14); for the squared loss it is the solved Gram matrix
-        return None, self.kappa * max(ctx.lambda_min_kernel(), 0.0)
-
-    def __repr__(self) -> str:
-        return f"Adaptive(kappa={self.kappa:g})"
+        return ctx.lambda_min_kernel()
 
 
-class CurvatureGlobal(DampingSchedule):
+class CurvatureGlobal(_KappaTimesLambda):
     """ρ_t = κ·λ_min(K_t)·λ_min(Λ_t) (eq. 16, the global phase of Theorem 10).
 
     [RECON-L] in the spec: reconstructed form; use with the generalized GN preconditioner
@@ -193,23 +206,11 @@ class CurvatureGlobal(DampingSchedule):
         kappa: κ > 0.
     """
 
-    needs_spectrum = True
-
-    def __init__(self, kappa: float = 1.0) -> None:
-        self.kappa = check_positive("kappa", kappa)
-
-    def init(self, ctx: DampingContext) -> None:  # noqa: D102
-        return None
-
-    def damping(self, state: None, ctx: DampingContext) -> tuple[None, float]:  # noqa: D102
-        lam = max(ctx.lambda_min_kernel(), 0.0) * max(ctx.lambda_min_curvature, 0.0)
-        return None, self.kappa * lam
-
-    def __repr__(self) -> str:
-        return f"CurvatureGlobal(kappa={self.kappa:g})"
+    def _lambda(self, ctx: DampingContext) -> float:
+        return max(ctx.lambda_min_kernel(), 0.0) * max(ctx.lambda_min_curvature, 0.0)
 
 
-class CurvatureLocal(DampingSchedule):
+class CurvatureLocal(_KappaTimesLambda):
     """ρ_t = κ·λ_min(Λ_t^{1/2} K_t Λ_t^{1/2}) (eq. 17, the local phase of Theorem 10).
 
     [RECON-L] in the spec. Near the optimum the predicted rate is ≈ 2/(1+κ), independent of
@@ -219,19 +220,8 @@ class CurvatureLocal(DampingSchedule):
         kappa: κ > 0.
     """
 
-    needs_spectrum = True
-
-    def __init__(self, kappa: float = 1.0) -> None:
-        self.kappa = check_positive("kappa", kappa)
-
-    def init(self, ctx: DampingContext) -> None:  # noqa: D102
-        return None
-
-    def damping(self, state: None, ctx: DampingContext) -> tuple[None, float]:  # noqa: D102
-        return None, self.kappa * max(ctx.lambda_min(), 0.0)
-
-    def __repr__(self) -> str:
-        return f"CurvatureLocal(kappa={self.kappa:g})"
+    def _lambda(self, ctx: DampingContext) -> float:
+        return ctx.lambda_min()
 
 
 class CurvatureSwitching(DampingSchedule):
