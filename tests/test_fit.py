@@ -1,6 +1,7 @@
 """fit: one GN step equals the paper's formula; GGN losses; regimes; GD; history."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -165,6 +166,8 @@ def test_nonfinite_mid_run_keeps_last_good_params():
         net = Exp()
         res = gn.fit(net, X, y, method=method, lr=1e3, steps=20, damping=0.0 if method == "gn" else None)
         assert res.termination is gn.Termination.NONFINITE, method
+        assert re.match(r"The residuals, loss or Jacobian became non-finite \(NaN/Inf\); stopped and kept the last "
+                        r"parameters with a finite cost", res.message)
         assert torch.isfinite(res.params).all() and math.isfinite(res.loss)
         assert math.isfinite(0.5 * float(((net(X).detach() - y) ** 2).mean()))
 

@@ -122,6 +122,9 @@ def test_nonfinite_residual_mid_run_is_rejected_not_returned():
         return torch.where(x[0] > 2.0, torch.full_like(r, float("nan")), r)
 
     res = gn.least_squares(fun, [0.0, 0.0], max_nfev=200)
+    # the NaN region acts as a wall: rejected trials shrink the step until xtol stops the run
+    assert res.termination is gn.Termination.XTOL
+    assert res.message.startswith("`xtol` termination condition is satisfied")
     assert math.isfinite(res.cost)
     assert float(res.x[0]) <= 2.0
     assert not all(res.history["accepted"])
