@@ -122,8 +122,7 @@ def main() -> None:
     errs = [r for r in pe["runs"] if "error" in r]
     for r in errs:
         w(f"- run failed: {r['regime']} {r['solver']} {r['setting']}: `{r['error'].strip().splitlines()[-1]}`")
-    w("Ratios > 1 mean the peer is slower than gaussnewton. JAX peers (optimistix, jaxopt): **not run** in this suite "
-      "(see README.md).\n")
+    w("Ratios > 1 mean the peer is slower than gaussnewton. JAX peers (optimistix, jaxopt): separate run, see section 5.\n")
     if (HERE / "DISTRIBUTED.md").exists():
         w("## 3. Data-parallel scaling (torch.distributed)\n")
         w("Measured 1 → 2 processes and the communication model for 8–64 GPUs: see DISTRIBUTED.md "
@@ -131,6 +130,68 @@ def main() -> None:
     if (HERE / "SCALE.md").exists():
         w("## 4. Scale: p = 10⁶ on the matrix-free path\n")
         w("Peak memory and time per step for n up to 10⁴: see SCALE.md (bench_scale.py, results/scale_*.json).\n")
+    jax_files = sorted((HERE / "results").glob("*_jax.json"))
+    if jax_files:
+        jd = json.loads(jax_files[-1].read_text())
+        w("## 5. JAX peers (optimistix, jaxopt)\n")
+        w(f"From a **separate run** (`bench_jax.py`, `.venv-jax`, jax {jd['environment'].get('jax_version')}, x64) stored in "
+          f"`results/{jax_files[-1].name}` ({jd['environment']['date']}): same problems, data and θ₀ as section 2 (L0 checked against "
+          f"`{jd.get('reference_cpu_json')}` to 1e-12 relative). Library defaults (optimistix: QR, jac='fwd'; jaxopt: matrix-free CG). "
+          f"Solver-time cap {jd['cap_s']:.0f} s. `JIT` = compile + first step on a throw-away state, `init` = state construction; both excluded. "
+          "Ratios are against the gaussnewton (lm) row of section 2 for the same regime, i.e. across two runs, not side by side.\n")
+        for regime in jd["regimes"]:
+            lib = next((r for r in pe["runs"] if r.get("regime") == regime and r.get("solver") == "gaussnewton"
+                        and r.get("setting", {}).get("method") == "lm" and "error" not in r), None)
+            rows = [r for r in jd["runs"] if r["regime"] == regime]
+            w(f"### {regime}\n")
+            w("| solver | ms/iter | iters → target | s → target | best loss | JIT | init | ms/iter ratio vs gaussnewton | time-to-target ratio vs gaussnewton | other cores |")
+            w("|---|---|---|---|---|---|---|---|---|---|")
+            if lib:
+                w(f"| gaussnewton (section 2) | {lib['median_step_s']*1e3:.1f} | {lib['iters_to_target'] or '–'} | {fmt_s(lib['time_to_target_s'])} | "
+                  f"{lib['best_loss']:.3g} | {fmt_s(lib['setup_s'])} (warm-up) | – | 1.00 | 1.00 | {lib['contention']['other_busy_cores']:.2f} |")
+            for r in rows:
+                if "error" in r:
+                    msg = r["error"].strip().splitlines()[-1][:160]
+                    w(f"| {r['solver']} | failed: `{msg}` | – | – | – | – | – | – | – | – |")
+                    continue
+                rat_it = r["median_step_s"] / lib["median_step_s"] if lib else None
+                rat_tt = (r["time_to_target_s"] / lib["time_to_target_s"]
+                          if lib and r["time_to_target_s"] and lib["time_to_target_s"] else None)
+                tt = fmt_s(r["time_to_target_s"]) if r["time_to_target_s"] is not None else f"not in {r['solver_time_s']:.0f} s"
+                c = r["contention"]["other_busy_cores"]
+                w(f"| {r['solver']} | {r['median_step_s']*1e3:.1f} | {r['iters_to_target'] or '–'} | {tt} | {r['best_loss']:.3g} | "
+                  f"{fmt_s(r.get('jit_s'))} | {fmt_s(r.get('init_s'))} | {('%.2f' % rat_it) if rat_it else '–'} | "
+                  f"{('%.2f' % rat_tt) if rat_tt else ('> %.2f (target missed)' % (r['solver_time_s'] / lib['time_to_target_s']) if lib and lib['time_to_target_s'] else '–')} | "
+                  f"{c:.2f}{' ⚠' if c > 0.3 else ''} |")
+            w("")
+    prec_files = sorted((HERE / "results").glob("*_precision.json"))
+    if prec_files:
+        pd_ = json.loads(prec_files[-1].read_text())
+        w("## 6. Precision (float64 vs float32 with float64 Gram vs float32)\n")
+        w(f"`bench_precision.py`, `results/{prec_files[-1].name}` ({pd_['environment']['date']}): `gn.fit(gn.MLP(8, width=m), X, y, method='lm', steps={pd_['steps']})` "
+          "on California Housing, same seed and θ₀ (the float32 model is the float64 one cast down). `f32+gram64` = float32 model and Jacobian, "
+          "Gram matrix formed and factored in float64 (`KernelSolver`/`NormalSolver(gram_dtype=torch.float64)`). Δθ is measured against the f64 "
+          "run's final parameters, relative to ‖θ_f64‖ and to the distance travelled ‖θ_f64 − θ₀‖. One process per row.\n")
+        w("| regime | n | p | solver | variant | final loss | Δθ / ‖θ_f64‖ | Δθ / ‖θ_f64 − θ₀‖ | accepted | ms/step | vs f64 | other cores |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for regime in pd_["regimes"]:
+            rr = [r for r in pd_["runs"] if r["regime"] == regime]
+            base = next((r for r in rr if r.get("variant") == "f64" and "error" not in r), None)
+            for r in rr:
+                if "error" in r:
+                    w(f"| {regime} | – | – | – | {r['variant']} | failed: `{r['error'].strip().splitlines()[-1][:120]}` | | | | | | |")
+                    continue
+                c = r["contention"]["other_busy_cores"]
+                du = r.get("rel_diff_update_vs_f64")
+                w(f"| {regime} | {r['n']} | {r['p']} | {r['solver']} | {r['variant']} | {r['final_loss']:.6g} | {r['rel_diff_params_vs_f64']:.2e} | "
+                  f"{('%.2e' % du) if du is not None else '–'} | {r['accepted']}/{r['steps']} | {r['median_step_s']*1e3:.1f} | "
+                  f"{(r['median_step_s'] / base['median_step_s']) if base else float('nan'):.2f}× | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
+        w("")
+    pngs = [name for name in ("loss_vs_time.png", "step_vs_size.png", "memory_vs_n.png") if (HERE / "results" / name).exists()]
+    if pngs:
+        w("## Plots (benchmarks/plots.py, from the same JSON files)\n")
+        for name in pngs:
+            w(f"![{name[:-4].replace('_', ' ')}](results/{name})\n")
     (HERE / "RESULTS.md").write_text("\n".join(L) + "\n")
     print("wrote", HERE / "RESULTS.md")
 

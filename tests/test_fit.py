@@ -185,3 +185,15 @@ def test_fit_verbose_table(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["Iteration", "nfev", "Cost"]
     assert len(out) == 1 + 3 + 1 and "Steps 3" in out[-1]
+
+
+def test_float32_model_with_float64_gram():
+    from gaussnewton.linsolve import KernelSolver, NormalSolver
+
+    X, y = data(n=20)
+    for width, solver in ((40, KernelSolver(gram_dtype=torch.float64)), (2, NormalSolver(gram_dtype=torch.float64))):
+        ref = gn.fit(gn.MLP(3, width=width, alpha=2.0, seed=0), X, y, method="lm", steps=5)
+        net = gn.MLP(3, width=width, alpha=2.0, seed=0, dtype=torch.float32)
+        res = gn.fit(net, X.float(), y.float(), method="lm", steps=5, solver=solver)
+        assert res.params.dtype == torch.float32
+        assert abs(res.loss - ref.loss) <= 1e-3 * ref.initial_loss

@@ -287,7 +287,7 @@ def run(
         while True:  # trial steps at this iterate
             try:
                 delta, _ = solver.solve(prepared, rho * obj.unit)
-                step = scale * delta
+                step = (scale * delta).to(theta.dtype)  # a float64 Gram may serve a float32 model
                 trial = theta + step
                 trial_u = obj.problem.outputs(trial).detach()
                 trial_cost = obj.cost(trial_u)
