@@ -32,5 +32,6 @@ d["peers"] = json.load(open(f"{tmp}/peers.json"))
 json.dump(d, open(out, "w"), indent=1)
 print("wrote", out)
 PY
+"$PY" plots.py
 "$PY" report.py
 rm -rf "$TMP"
