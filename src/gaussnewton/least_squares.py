@@ -143,7 +143,6 @@ def least_squares(
     out = run(objective, x, schedule, linsolver, rule=rule, stopping=stopping,
               callback=callback, on_row=on_row, start_name="fun(x0)")
     lin = out.lin
-    grad = lin.grad if lin is not None else torch.zeros_like(x)
     # the last linearization may be one step behind the returned x; refresh J and ∇ then
     hist = out.history.as_dict()
     if lin is None or (hist["accepted"] and hist["accepted"][-1]):
@@ -151,7 +150,7 @@ def least_squares(
         grad = (jac_final.T @ out.outputs) if jac_final is not None else problem.vjp(out.theta, out.outputs)
         grad = reducer.sum(grad)
     else:
-        jac_final = lin.jac
+        jac_final, grad = lin.jac, lin.grad
     term = out.termination
     if verbose >= 1:
         print(f"{term.message} Function evaluations {out.nfev}, initial cost {out.initial_cost:.4e}, "
