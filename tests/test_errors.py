@@ -63,7 +63,7 @@ CASES = [
     (lambda: gn.least_squares(lin, [0.0], ftol=-1), GaussNewtonError, r"`ftol` must be a finite number >= 0; got ftol = -1"),
     (lambda: gn.least_squares(lin, [0.0], ftol=0, xtol=0, gtol=0), GaussNewtonError, r"At least one of `ftol`, `xtol`, `gtol`"),
     (lambda: gn.least_squares(lin, [0.0], max_nfev=0), GaussNewtonError, r"`max_nfev` must be an integer >= 1; got max_nfev = 0"),
-    (lambda: gn.least_squares(lin, [0.0], solver="qr"), GaussNewtonError, r"`solver` must be one of 'auto', 'normal', 'kernel', 'cg', 'lstsq'; got 'qr'"),
+    (lambda: gn.least_squares(lin, [0.0], solver="qr"), GaussNewtonError, r"`solver` must be one of 'auto', 'normal', 'kernel', 'cg', 'truncated_cg', 'lstsq'; got 'qr'"),
     (lambda: gn.least_squares(lin, [0.0], damping="fast"), GaussNewtonError, r"`damping` must be one of .*got 'fast'"),
     (lambda: gn.least_squares(lin, [0.0], damping=gn.damping.Adaptive()), GaussNewtonError, r"`damping` for method='lm' must be a trust-region rule"),
     (lambda: gn.least_squares(lin, [0.0], verbose=3), GaussNewtonError, r"`verbose` must be 0, 1 or 2; got 3"),

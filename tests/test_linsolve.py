@@ -149,3 +149,70 @@ def test_symmetric_block_gram(p):
     g = gram(a)
     assert torch.equal(g, g.T)
     assert torch.allclose(g, a.T @ a, rtol=1e-12, atol=1e-10)
+
+
+def _scaled_columns(shape, cond):
+    """A matrix whose columns differ in scale by 1e3 (where Jacobi preconditioning pays)."""
+    a = random_matrix(*shape, cond=cond)
+    return a * torch.logspace(0, 3, shape[1], dtype=torch.float64)[None, :]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("with_diag", [False, True])
+def test_jacobi_preconditioned_cg_matches_reference(shape, with_diag):
+    a = _scaled_columns(shape, 1e2)
+    h = torch.randn(shape[0], dtype=torch.float64)
+    diag = (a * a).sum(0) if with_diag else None
+    rho = 1e-3
+    ref = reference_step(a, h, rho, diag)
+    plain, pcg = CGSolver(rtol=1e-12, max_iter=5000), CGSolver(rtol=1e-12, max_iter=5000, preconditioner="jacobi")
+    d_plain, info_plain = plain.solve(plain.prepare(a, h, diag=diag), rho)
+    d_pcg, info_pcg = pcg.solve(pcg.prepare(a, h, diag=diag), rho)
+    assert info_pcg.converged and rel(d_pcg, ref) < 1e-8
+    assert info_plain.converged and rel(d_plain, ref) < 1e-8
+    if with_diag or shape[0] > shape[1]:
+        # with D = diag(AᵀA) the preconditioned operator is D⁻¹AᵀA/(1+ρ) + ρ/(1+ρ)·I; for N < p,
+        # D = I and a tiny ρ, Jacobi instead spreads the ρ-cluster of AᵀA + ρI (it can lose there)
+        assert info_pcg.iterations < info_plain.iterations, (info_pcg.iterations, info_plain.iterations)
+
+
+def test_jacobi_without_column_norms_runs_unpreconditioned():
+    a = random_matrix(30, 10, cond=10)
+    h = torch.randn(30, dtype=torch.float64)
+    solver = CGSolver(rtol=1e-12, max_iter=500, preconditioner="jacobi")
+    prep = solver.prepare(_op(a), h)  # a bare operator has no column_sq_norms
+    assert prep.cache["colsq"] is None
+    delta, info = solver.solve(prep, 0.1)
+    assert info.converged and rel(delta, reference_step(a, h, 0.1)) < 1e-8
+
+
+def test_truncated_cg_is_a_capped_descent_step():
+    from gaussnewton.linsolve import truncated_cg
+
+    solver = get_solver("truncated_cg", 500, 200, 8)
+    assert isinstance(solver, CGSolver) and solver.preconditioner == "jacobi"
+    assert (solver.rtol, solver.max_iter) == (truncated_cg().rtol, 20)
+    a = _scaled_columns((500, 200), 1e4)
+    h = torch.randn(500, dtype=torch.float64)
+    grad = a.T @ h
+    delta, info = solver.solve(solver.prepare(a, h), 1e-6)
+    assert info.iterations <= 20
+    assert float(grad @ delta) < 0  # a descent direction for ½‖Aδ + h‖²
+    rho = 1e-6
+
+    def model(d):  # the damped quadratic that CG minimizes
+        return 0.5 * float((a @ d + h).square().sum()) + 0.5 * rho * float(d @ d)
+
+    values = [model(torch.zeros(200, dtype=torch.float64))]
+    for k in (1, 5, 20):  # PCG decreases the damped model monotonically in its iterates
+        d_k, _ = CGSolver(rtol=1e-2, max_iter=k, preconditioner="jacobi").solve(solver.prepare(a, h), rho)
+        values.append(model(d_k))
+    assert values == sorted(values, reverse=True) and values[-1] < values[0]
+    assert math.isclose(values[-1], model(delta), rel_tol=1e-12)
+
+
+def test_preconditioner_is_validated():
+    from gaussnewton import GaussNewtonError
+
+    with pytest.raises(GaussNewtonError, match="`preconditioner` must be one of 'jacobi'; got 'ilu'"):
+        CGSolver(preconditioner="ilu")

@@ -15,10 +15,22 @@ def models():
         "sequential_bias": nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 5), nn.Softplus(), nn.Linear(5, 1),
                                          nn.Flatten(0)).double(),
         "multi_output": nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 3)).double(),
+        # d_in > d_out, no biases: the other branch of mv/rmv and E = a
+        "no_bias_wide_in": nn.Sequential(nn.Linear(4, 9, bias=False), nn.Tanh(), nn.Linear(9, 2, bias=False),
+                                         nn.Tanh(), nn.Linear(2, 1, bias=False), nn.Flatten(0)).double(),
+        # a frozen weight with a trained bias (E = 1) next to a frozen bias with a trained weight
+        "frozen_parts": _frozen_parts(),
     }
 
 
-@pytest.mark.parametrize("name", ["mlp", "sequential_bias", "multi_output"])
+def _frozen_parts():
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    net[0].weight.requires_grad_(False)
+    net[2].bias.requires_grad_(False)
+    return net
+
+
+@pytest.mark.parametrize("name", ["mlp", "sequential_bias", "multi_output", "no_bias_wide_in", "frozen_parts"])
 def test_structured_matches_autodiff(name):
     model = models()[name]
     x = torch.randn(9, 4, dtype=torch.float64)
@@ -38,6 +50,9 @@ def test_structured_matches_autodiff(name):
     scaled = sj.scale_rows(s)
     assert torch.allclose(scaled.kernel(), (s[:, None] * jac) @ (s[:, None] * jac).T, atol=1e-12)
     assert torch.allclose(scaled.column_sq_norms(), ((s[:, None] * jac) ** 2).sum(0), atol=1e-12)
+    assert torch.allclose(scaled.mv(v), s * (jac @ v), atol=1e-12)
+    assert torch.allclose(scaled.rmv(u), jac.T @ (s * u), atol=1e-12)
+    assert torch.allclose(scaled.dense(), s[:, None] * jac, atol=1e-12)
 
 
 class Shared(nn.Module):  # one Linear used twice: not eligible

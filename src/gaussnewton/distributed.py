@@ -149,11 +149,20 @@ class DistributedCGSolver(CGSolver):
         reducer: the process-group reducer.
         base: the CG settings to copy (tolerances, iteration cap).
         """
-        super().__init__(rtol=base.rtol, atol=base.atol, max_iter=base.max_iter, recompute_every=base.recompute_every)
+        super().__init__(rtol=base.rtol, atol=base.atol, max_iter=base.max_iter, recompute_every=base.recompute_every,
+                         preconditioner=base.preconditioner)
         self.reducer = reducer
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        return Prepared(a, h, None, diag=diag, rhs=self.reducer.sum(-rmatvec(a, h)))
+        prep = Prepared(a, h, None, diag=diag, rhs=self.reducer.sum(-rmatvec(a, h)))
+        if self.preconditioner == "jacobi":
+            prep.cache["colsq"] = self._column_sq_norms(a)
+        return prep
+
+    def _column_sq_norms(self, a):  # noqa: ANN001, ANN202
+        colsq = super()._column_sq_norms(a)
+        # every rank must take the same branch: an operator without column norms has none anywhere
+        return None if colsq is None else self.reducer.sum(colsq)
 
     def _normal_product(self, a, v):  # noqa: ANN001, ANN202
         return self.reducer.sum(rmatvec(a, matvec(a, v)))

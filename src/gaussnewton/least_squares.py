@@ -72,7 +72,8 @@ def least_squares(
             diag(JᵀJ) scaling; ``"nielsen"`` for ρI, ``"marquardt"`` for ×10/÷10 factors).
             For ``"gn"``: ignored unless a number ρ ≥ 0 (a constant damping).
         solver: ``"auto"`` (p×p if N ≥ p, N×N if N < p, CG beyond ``memory_budget``),
-            ``"normal"``, ``"kernel"``, ``"cg"``, ``"lstsq"`` or a LinearSolver.
+            ``"normal"``, ``"kernel"``, ``"cg"``, ``"truncated_cg"`` (inexact steps by
+            Jacobi-preconditioned CG, ≤ 20 iterations), ``"lstsq"`` or a LinearSolver.
         memory_budget: bytes allowed for the dense Jacobian and its Gram matrix.
         callback: called after each trial step with an
             :class:`~gaussnewton.result.IterationInfo`; return True to stop.

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +59,7 @@ __all__ = [
     "NumericalWarning",
     "Prepared",
     "get_solver",
+    "truncated_cg",
 ]
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**30  # bytes; dense Jacobian + Gram above this → matrix-free CG
@@ -393,7 +395,19 @@ class CGSolver(LinearSolver):
     Differs from the textbook algorithm (Hestenes–Stiefel) in:
       * the residual is recomputed from scratch every ``recompute_every`` iterations to stop
         rounding drift (as lineax's CG does);
-      * the stopping test is ``‖r_k‖ ≤ rtol·‖b‖ + atol``.
+      * the stopping test is ``‖r_k‖ ≤ rtol·‖b‖ + atol``;
+      * with ``preconditioner="jacobi"`` it runs preconditioned CG with
+        ``M = diag(AᵀA) + ρ·d`` (the column norms of ``A`` come from the operator, e.g. the
+        structured Jacobian of a Linear-layer network, at the cost of one pass over its
+        factors). It pays with the diag(AᵀA) scaling ``D`` (then ``M ∝ D``); with ``D = I``, N < p
+        and a tiny ρ it can be slower than plain CG (it spreads the ρ-cluster of eigenvalues).
+        A Jacobi-preconditioned CG no longer returns the Euclidean minimum-norm solution of a
+        singular system with ρ = 0.
+
+    As an inexact (truncated) Gauss–Newton solver, use a loose ``rtol`` and a small
+    ``max_iter`` (e.g. ``CGSolver(rtol=1e-2, max_iter=50, preconditioner="jacobi")``): the
+    step is then the CG iterate of a Steihaug-free truncated Newton method, still a descent
+    direction, and the trust-region test decides whether it is taken.
     """
 
     name = "cg"
@@ -401,13 +415,15 @@ class CGSolver(LinearSolver):
 
     def __init__(
         self, *, rtol: float = 1e-10, atol: float = 0.0, max_iter: int | None = None,
-        recompute_every: int = 50,
+        recompute_every: int = 50, preconditioner: str | None = None,
     ) -> None:
         """Args:
         rtol: relative tolerance on the CG residual.
         atol: absolute tolerance on the CG residual.
         max_iter: iteration cap; None means 2·p (default of scipy's cg is 10·p).
         recompute_every: recompute the true residual this often.
+        preconditioner: None or ``"jacobi"`` (diagonal of ``AᵀA + ρD``; needs a dense ``A``
+            or an operator with ``column_sq_norms``, else CG runs unpreconditioned).
         """
         self.rtol = check_positive("rtol", rtol)
         if atol < 0:
@@ -415,9 +431,22 @@ class CGSolver(LinearSolver):
         self.atol = float(atol)
         self.max_iter = check_positive_int("max_iter", max_iter, allow_none=True)
         self.recompute_every = int(check_positive_int("recompute_every", recompute_every))  # type: ignore[arg-type]
+        if preconditioner is not None:
+            check_choice("preconditioner", preconditioner, ("jacobi",))
+        self.preconditioner = preconditioner
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        return Prepared(a, h, None, diag=diag, rhs=-rmatvec(a, h))
+        prep = Prepared(a, h, None, diag=diag, rhs=-rmatvec(a, h))
+        if self.preconditioner == "jacobi":
+            prep.cache["colsq"] = self._column_sq_norms(a)
+        return prep
+
+    def _column_sq_norms(self, a: torch.Tensor | JacobianOperator) -> torch.Tensor | None:
+        """diag(AᵀA) or None when the operator cannot give it (overridden to sum over shards)."""
+        if isinstance(a, torch.Tensor):
+            return (a * a).sum(0)
+        fn = getattr(a, "column_sq_norms", None)
+        return None if fn is None else fn()
 
     def solve(self, prepared, rho):  # noqa: D102
         a, b, d = prepared.a, prepared.rhs, prepared.diag
@@ -427,28 +456,36 @@ class CGSolver(LinearSolver):
             out = self._normal_product(a, v)
             return out + rho * (v if d is None else d * v)
 
+        colsq = prepared.cache.get("colsq")
+        m_inv = None
+        if colsq is not None:
+            m_diag = colsq + rho * (1.0 if d is None else d)  # type: ignore[operator]
+            tiny = torch.finfo(b.dtype).eps * max(float(m_diag.max()), torch.finfo(b.dtype).tiny)
+            m_inv = 1.0 / m_diag.clamp_min(tiny)
         p = b.shape[0]
         max_iter = self.max_iter or 2 * p
         x = torch.zeros_like(b)
         r = b.clone()
-        pdir = r.clone()
-        rs = torch.dot(r, r)
+        z = r if m_inv is None else m_inv * r
+        pdir = z.clone()
+        rz = torch.dot(r, z)
         target = self.rtol * float(torch.linalg.vector_norm(b)) + self.atol
         it = 0
-        converged = math.sqrt(float(rs)) <= target
+        converged = float(torch.linalg.vector_norm(r)) <= target
         while not converged and it < max_iter:
             ap = op(pdir)
             curv = torch.dot(pdir, ap)
             if float(curv) <= 0:  # zero direction: the system is singular along pdir
                 break
-            step = rs / curv
+            step = rz / curv
             x = x + step * pdir
             it += 1
             r = b - op(x) if it % self.recompute_every == 0 else r - step * ap
-            rs_new = torch.dot(r, r)
-            converged = math.sqrt(float(rs_new)) <= target
-            pdir = r + (rs_new / rs) * pdir
-            rs = rs_new
+            converged = float(torch.linalg.vector_norm(r)) <= target
+            z = r if m_inv is None else m_inv * r
+            rz_new = torch.dot(r, z)
+            pdir = z + (rz_new / rz) * pdir
+            rz = rz_new
         return x, LinearSolveInfo(self.name, iterations=it, converged=converged)
 
     def _normal_product(self, a: torch.Tensor | JacobianOperator, v: torch.Tensor) -> torch.Tensor:
@@ -519,10 +556,18 @@ class AutoSolver:
         return KernelSolver() if n < p else NormalSolver()
 
 
-_SOLVERS: dict[str, type[LinearSolver]] = {
+def truncated_cg() -> CGSolver:
+    """The inexact GN solver behind ``solver="truncated_cg"``: Jacobi-preconditioned CG stopped at
+    ``rtol = 1e-2`` or 20 iterations (about 40 JVP/VJP pairs' worth of work per step instead of a
+    Gram matrix and its factorization; the trust-region test guards the inexact step)."""
+    return CGSolver(rtol=1e-2, max_iter=20, preconditioner="jacobi")
+
+
+_SOLVERS: dict[str, Callable[[], LinearSolver]] = {
     "normal": NormalSolver,
     "kernel": KernelSolver,
     "cg": CGSolver,
+    "truncated_cg": truncated_cg,
     "lstsq": LstsqSolver,
 }
 
@@ -534,7 +579,8 @@ def get_solver(
     """Resolve ``solver`` (a name, ``"auto"`` or an instance) for an (N, p) problem.
 
     Args:
-        solver: ``"auto"``, ``"normal"``, ``"kernel"``, ``"cg"``, ``"lstsq"`` or a LinearSolver.
+        solver: ``"auto"``, ``"normal"``, ``"kernel"``, ``"cg"``, ``"truncated_cg"``, ``"lstsq"`` or a
+            LinearSolver.
         n: number of rows N of ``A``.
         p: number of parameters.
         itemsize: bytes per float of ``A``.
@@ -550,7 +596,7 @@ def get_solver(
         return solver
     if not isinstance(solver, str):
         raise GaussNewtonError(
-            "`solver` must be 'auto', 'normal', 'kernel', 'cg', 'lstsq' or a LinearSolver; "
+            "`solver` must be 'auto', 'normal', 'kernel', 'cg', 'truncated_cg', 'lstsq' or a LinearSolver; "
             f"got {type(solver).__name__}."
         )
     check_choice("solver", solver, ("auto", *_SOLVERS))

@@ -55,7 +55,7 @@ class GaussNewtonConfig:
         damping: the damping rule; trust-region rules (``trust_region=True``) accept or
             reject trial steps by the gain ratio, other schedules accept every finite step.
         solver: linear-solver name (``"auto"``, ``"normal"``, ``"kernel"``, ``"cg"``,
-            ``"lstsq"``) or a :class:`~gaussnewton.linsolve.LinearSolver`.
+            ``"truncated_cg"``, ``"lstsq"``) or a :class:`~gaussnewton.linsolve.LinearSolver`.
         memory_budget: bytes for the dense Jacobian plus Gram matrix (``"auto"`` switches to
             matrix-free CG above it) and for the chunks of the batched VJP.
         max_trials: trial steps per call of ``step`` (a trust-region rule retries a rejected

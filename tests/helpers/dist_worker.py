@@ -46,7 +46,8 @@ def main() -> None:
     else:
         method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
                                  "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto"),
-                                 "lm_cg": ("lm", 30, gn.linsolve.CGSolver(rtol=1e-13, max_iter=500))}[case]
+                                 "lm_cg": ("lm", 30, gn.linsolve.CGSolver(rtol=1e-13, max_iter=500)),
+                                 "lm_tcg": ("lm", 30, "truncated_cg")}[case]
         net = gn.MLP(8, width=width, alpha=2.0, seed=1)
 
         def callback(info):

@@ -23,7 +23,7 @@ as batch-norm). Otherwise the generic ``torch.func`` path is used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -40,12 +40,30 @@ class LayerFactor:
         g: (N, d_out) gradients of each output row with respect to the layer output.
         w_offset: offset of the weight in θ, or -1 if the weight is not trained.
         b_offset: offset of the bias in θ, or -1 if there is no trained bias.
+        e: (N, q) the effective input: ``[a, 1]`` (weight and bias trained), ``a`` (weight only)
+            or ``1`` (bias only), so that the layer's Jacobian rows are ``g_j ⊗ e_j``.
+        index: (d_out, q) positions in θ of the coefficient matrix ``[W | b]`` matching ``e``.
     """
 
     a: torch.Tensor
     g: torch.Tensor
     w_offset: int
     b_offset: int
+    e: torch.Tensor = field(init=False, repr=False)
+    index: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        d_out, d_in = self.g.shape[1], self.a.shape[1]
+        dev = self.g.device
+        cols, parts = [], []
+        if self.w_offset >= 0:
+            cols.append(self.a)
+            parts.append(self.w_offset + torch.arange(d_out * d_in, device=dev).view(d_out, d_in))
+        if self.b_offset >= 0:
+            cols.append(self.a.new_ones(self.a.shape[0], 1))
+            parts.append(self.b_offset + torch.arange(d_out, device=dev).view(d_out, 1))
+        object.__setattr__(self, "e", cols[0] if len(cols) == 1 else torch.cat(cols, 1))
+        object.__setattr__(self, "index", parts[0] if len(parts) == 1 else torch.cat(parts, 1))
 
 
 @dataclass(frozen=True)
@@ -82,28 +100,34 @@ class StructuredJacobian:
         n = self.shape[0] if rows is None else min(rows, self.shape[0])
         jac = torch.zeros(n, self.shape[1], dtype=self.dtype, device=self.device)
         for f in self.factors:
-            g, a = f.g[:n], f.a[:n]
-            if f.w_offset >= 0:
-                width = g.shape[1] * a.shape[1]
-                jac[:, f.w_offset : f.w_offset + width] = (g[:, :, None] * a[:, None, :]).reshape(n, width)
-            if f.b_offset >= 0:
-                jac[:, f.b_offset : f.b_offset + g.shape[1]] = g
+            g, e = f.g[:n], f.e[:n]
+            jac[:, f.index.reshape(-1)] = (g[:, :, None] * e[:, None, :]).reshape(n, -1)
         if self.row_scale is not None:
             jac *= self.row_scale[:n, None]
         return jac
 
     def kernel(self) -> torch.Tensor:
-        """``(diag(s)J)(diag(s)J)ᵀ`` (N, N) from the factors."""
+        """``(diag(s)J)(diag(s)J)ᵀ`` (N, N) from the factors.
+
+        Layers with one output (``d_out = 1``) contribute ``(g⊙E)(g⊙E)ᵀ``; their scaled inputs
+        are stacked side by side and enter one Gram product. Wider layers contribute
+        ``(GGᵀ)⊙(EEᵀ)``. Every Gram product is formed from its upper block triangle.
+        """
+        from ..linsolve import gram  # the symmetric block Gram product
+
         n = self.shape[0]
-        k = torch.zeros(n, n, dtype=self.dtype, device=self.device)
+        s = self.row_scale
+        thin = [f.e * (f.g if s is None else f.g * s[:, None]) for f in self.factors if f.g.shape[1] == 1]
+        k = gram(torch.cat(thin, 1).T) if thin else torch.zeros(n, n, dtype=self.dtype, device=self.device)
         for f in self.factors:
-            gg = f.g @ f.g.T
-            if f.w_offset >= 0:
-                k += gg * (f.a @ f.a.T)
-            if f.b_offset >= 0:
+            if f.g.shape[1] == 1:
+                continue
+            g = f.g if s is None else f.g * s[:, None]
+            gg = gram(g.T)
+            if f.e.shape[1] == 1 and f.b_offset >= 0:  # bias only: E Eᵀ = 1
                 k += gg
-        if self.row_scale is not None:
-            k *= self.row_scale[:, None] * self.row_scale[None, :]
+            else:
+                k += gg.mul_(gram(f.e.T))
         return k
 
     def column_sq_norms(self) -> torch.Tensor:
@@ -112,36 +136,30 @@ class StructuredJacobian:
         w2 = None if self.row_scale is None else self.row_scale**2
         for f in self.factors:
             g2 = f.g**2 if w2 is None else f.g**2 * w2[:, None]
-            d_out, d_in = f.g.shape[1], f.a.shape[1]
-            if f.w_offset >= 0:
-                out[f.w_offset : f.w_offset + d_out * d_in] = (g2.T @ f.a**2).reshape(-1)
-            if f.b_offset >= 0:
-                out[f.b_offset : f.b_offset + d_out] = g2.sum(0)
+            out[f.index.reshape(-1)] = (g2.T @ f.e**2).reshape(-1)
         return out
 
     def mv(self, v: torch.Tensor) -> torch.Tensor:
-        """``diag(s)J v`` (N,)."""
+        """``diag(s)J v`` (N,): per layer the row-wise ``gᵀ C e`` with ``C = [W | b]`` from ``v``."""
         out = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
         for f in self.factors:
-            d_out, d_in = f.g.shape[1], f.a.shape[1]
-            if f.w_offset >= 0:
-                w = v[f.w_offset : f.w_offset + d_out * d_in].view(d_out, d_in)
-                out += ((f.a @ w.T) * f.g).sum(1)
-            if f.b_offset >= 0:
-                out += f.g @ v[f.b_offset : f.b_offset + d_out]
+            c = v[f.index]  # (d_out, q)
+            if f.g.shape[1] == 1:
+                out += (f.e @ c[0]).mul_(f.g[:, 0])
+            else:
+                out += (f.e @ c.T).mul_(f.g).sum(1)
         return self._scaled(out)
 
     def rmv(self, u: torch.Tensor) -> torch.Tensor:
-        """``(diag(s)J)ᵀ u`` (p,)."""
+        """``(diag(s)J)ᵀ u`` (p,): per layer ``Gᵀ diag(u) E``, scaling the narrower factor."""
         u = self._scaled(u)
         out = torch.zeros(self.shape[1], dtype=self.dtype, device=self.device)
         for f in self.factors:
-            d_out, d_in = f.g.shape[1], f.a.shape[1]
-            gu = f.g * u[:, None]
-            if f.w_offset >= 0:
-                out[f.w_offset : f.w_offset + d_out * d_in] = (gu.T @ f.a).reshape(-1)
-            if f.b_offset >= 0:
-                out[f.b_offset : f.b_offset + d_out] = gu.sum(0)
+            if f.e.shape[1] <= f.g.shape[1]:
+                c = ((f.e * u[:, None]).T @ f.g).T
+            else:
+                c = (f.g * u[:, None]).T @ f.e
+            out[f.index] = c
         return out
 
 
