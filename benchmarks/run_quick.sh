@@ -10,8 +10,8 @@ PY="$HERE/.venv-peers/bin/python"
 export PYTHONWARNINGS=ignore
 STAMP="$(date +%Y-%m-%d_%H%M)"
 TMP="$(mktemp -d)"
-FULLFLAG=""; CAP="${CAP:-20}"
-if [ "${FULL:-0}" = "1" ]; then FULLFLAG="--full"; CAP="${CAP_FULL:-60}"; fi
+FULLFLAG=""; CAP="${CAP:-20}"; SCIPY_CAP="${SCIPY_CAP:-60}"
+if [ "${FULL:-0}" = "1" ]; then FULLFLAG="--full"; CAP="${CAP_FULL:-60}"; SCIPY_CAP="${SCIPY_CAP_FULL:-600}"; fi
 echo "== machine (GEMM peak) =="
 "$PY" machine.py > "$TMP/machine.json"
 P64=$("$PY" -c "import json;print(json.load(open('$TMP/machine.json'))['gemm_peak']['float64']['gflops'])")
@@ -20,7 +20,14 @@ echo "peak f64 $P64 GFLOP/s, f32 $P32 GFLOP/s"
 echo "== step efficiency =="
 "$PY" bench_step.py --peak64 "$P64" --peak32 "$P32" --out "$TMP/step.json" $FULLFLAG
 echo "== peers (one process per run) =="
-"$PY" bench_peers.py --out "$TMP/peers.json" --cap "$CAP" $FULLFLAG
+"$PY" bench_peers.py --out "$TMP/peers.json" --cap "$CAP" --scipy-cap "$SCIPY_CAP" $FULLFLAG
+JAXPY="$HERE/.venv-jax/bin/python"
+if [ -x "$JAXPY" ]; then
+  echo "== JAX peers (same problems, .venv-jax) =="
+  "$JAXPY" bench_jax.py --out "$TMP/jax.json" --cap "$CAP" --torch-python "$PY"
+else
+  echo "== JAX peers skipped (no benchmarks/.venv-jax; see setup.sh) =="
+fi
 SUFFIX=""; [ "${FULL:-0}" = "1" ] && SUFFIX="_full"
 OUT="results/${STAMP}_cpu${SUFFIX}.json"
 "$PY" - "$TMP" "$OUT" <<'PY'
@@ -29,6 +36,10 @@ tmp, out = sys.argv[1], sys.argv[2]
 d = json.load(open(f"{tmp}/machine.json"))
 d["step"] = json.load(open(f"{tmp}/step.json"))
 d["peers"] = json.load(open(f"{tmp}/peers.json"))
+try:
+    d["jax"] = json.load(open(f"{tmp}/jax.json"))
+except FileNotFoundError:
+    pass
 json.dump(d, open(out, "w"), indent=1)
 print("wrote", out)
 PY

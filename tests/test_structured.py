@@ -106,3 +106,21 @@ def test_coupled_model_jacobian_is_exact():
     theta = prob.get_flat()
     dense = torch.autograd.functional.jacobian(lambda t: prob.outputs(t), theta)
     assert torch.allclose(prob.jacobian(theta), dense, atol=1e-12)
+
+
+def test_float64_kernel_from_float32_factors():
+    from gaussnewton.linsolve import KernelSolver
+
+    model = models()["sequential_bias"].float()
+    x = torch.randn(9, 4)
+    sj = NetworkProblem(model, x).structured_jacobian(NetworkProblem(model, x).get_flat())
+    assert sj.dtype == torch.float32
+    h = torch.randn(9)
+    solver = KernelSolver(gram_dtype=torch.float64)
+    prep = solver.prepare(sj, h)
+    j64 = sj.to(torch.float64).dense()  # J of the float32 factors, formed in float64
+    assert prep.gram.dtype == torch.float64
+    assert torch.allclose(prep.gram, j64 @ j64.T, rtol=1e-13, atol=1e-13)
+    delta, _ = solver.solve(prep, 1e-2)
+    ref = -j64.T @ torch.linalg.solve(j64 @ j64.T + 1e-2 * torch.eye(9, dtype=torch.float64), h.double())
+    assert delta.dtype == torch.float64 and torch.allclose(delta, ref, rtol=1e-10, atol=1e-12)

@@ -328,8 +328,10 @@ class KernelSolver(LinearSolver):
         self.gram_dtype = gram_dtype
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        if hasattr(a, "kernel") and diag is None and self.gram_dtype is None:
+        if hasattr(a, "kernel") and diag is None:
             # structured Jacobian (Linear-layer network): K from per-layer factors, J never formed
+            if self.gram_dtype is not None:
+                a, h = a.to(self.gram_dtype), h.to(self.gram_dtype)
             prep = Prepared(a, h, None, gram=a.kernel(), rhs=h)
             if spectrum:
                 prep.eig = torch.linalg.eigh(prep.gram)

@@ -88,6 +88,14 @@ class StructuredJacobian:
     def device(self) -> torch.device:  # noqa: D102
         return self.factors[0].g.device
 
+    def to(self, dtype: torch.dtype) -> StructuredJacobian:
+        """The same Jacobian with factors (and row scale) cast to ``dtype``."""
+        if dtype == self.dtype:
+            return self
+        factors = tuple(LayerFactor(f.a.to(dtype), f.g.to(dtype), f.w_offset, f.b_offset) for f in self.factors)
+        scale = None if self.row_scale is None else self.row_scale.to(dtype)
+        return replace(self, factors=factors, row_scale=scale)
+
     def scale_rows(self, s: torch.Tensor) -> StructuredJacobian:
         """Return ``diag(s)·self``."""
         return replace(self, row_scale=s if self.row_scale is None else self.row_scale * s)
