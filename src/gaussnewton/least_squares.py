@@ -146,8 +146,10 @@ def least_squares(
     lin = out.lin
     # the last linearization may be one step behind the returned x; refresh J and ∇ then
     hist = out.history.as_dict()
+    njev = out.njev
     if lin is None or (hist["accepted"] and hist["accepted"][-1]):
         jac_final = problem.jacobian(out.theta) if linsolver.needs_dense else None
+        njev += jac_final is not None  # counted like SciPy: every Jacobian evaluation
         grad = (jac_final.T @ out.outputs) if jac_final is not None else problem.vjp(out.theta, out.outputs)
         grad = reducer.sum(grad)
     else:
@@ -158,7 +160,7 @@ def least_squares(
               f"final cost {out.cost:.4e}, first-order optimality {float(grad.abs().max()):.2e}.")
     return LeastSquaresResult(
         x=out.theta, cost=out.cost, fun=out.outputs, jac=jac_final, grad=grad,
-        optimality=float(grad.abs().max()), nfev=out.nfev, njev=out.njev, nit=out.nit,
+        optimality=float(grad.abs().max()), nfev=out.nfev, njev=njev, nit=out.nit,
         status=term.value, message=term.message, success=term.success, termination=term,
         history=hist,
     )
