@@ -104,41 +104,47 @@ def bench_step_case(n: int, p: int, dtype: torch.dtype, repeats: int, peak: floa
     }
 
 
-def breakdown(n: int, d: int, m: int, repeats: int) -> dict:
-    """Time the parts of one LM step of fit() on gn.MLP(d, width=m) with n samples."""
+def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -> dict:
+    """Time the parts of one LM step of fit() on gn.MLP(d, width=m) with n samples, through the
+    same library calls the driver makes (structured Jacobian factors for this Linear-layer net)."""
+    from gaussnewton.linsolve import get_solver
+    from gaussnewton.operators import matvec, rmatvec
+
     X, y = gn.datasets.single_index(n, d, seed=0)
     net = gn.MLP(d, width=m, alpha=1.0, seed=0)
     prob = NetworkProblem(net, X)
     theta = prob.get_flat()
     p = theta.numel()
-    solver = NormalSolver() if n >= p else KernelSolver()
+    solver = get_solver(solver_name, n, p, 8)
     yt = y.reshape(-1)
-    prob.jacobian(theta)  # torch.func first-call cost excluded
-    parts: dict[str, list[float]] = {k: [] for k in ("forward", "jacobian", "grad_colnorm_checks", "gram", "factor_solve",
+    jac_of = prob.structured_jacobian if prob.structured else prob.jacobian
+    jac_of(theta)  # first-call costs excluded
+    parts: dict[str, list[float]] = {k: [] for k in ("forward", "jacobian", "grad_colnorm", "prepare", "solve",
                                                      "trial_forward_cost", "predicted_reduction")}
     for _ in range(repeats):
         t0 = time.perf_counter(); u = prob.outputs(theta).detach(); t1 = time.perf_counter()
-        jac = prob.jacobian(theta); t2 = time.perf_counter()
+        jac = jac_of(theta); t2 = time.perf_counter()
         r = u - yt
-        grad = jac.T @ r / n
-        colsq = (jac * jac).sum(0)
-        bool(torch.isfinite(jac).all()); bool(torch.isfinite(grad).all()); float(colsq.max())
+        grad = rmatvec(jac, r) / n
+        colsq = jac.column_sq_norms() if hasattr(jac, "column_sq_norms") else (jac * jac).sum(0)
+        bool(torch.isfinite(grad).all()); float(colsq.max())
         t3 = time.perf_counter()
         prep = solver.prepare(jac, r); t4 = time.perf_counter()
         delta, _ = solver.solve(prep, 1e-3 * n); t5 = time.perf_counter()
         uu = prob.outputs(theta + delta).detach(); float(0.5 * ((uu - yt) ** 2).mean()); t6 = time.perf_counter()
-        a_s = jac @ delta; float(-(r @ a_s) - 0.5 * (a_s @ a_s)); t7 = time.perf_counter()
+        a_s = matvec(jac, delta); float(-(r @ a_s) - 0.5 * (a_s @ a_s)); t7 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
             parts[k].append(v)
     med = {k: median(v) for k, v in parts.items()}
     # the real thing: fit(method="lm") per-step wall time (history['time'] differences)
     steps = repeats + 1
-    res = gn.fit(gn.MLP(d, width=m, alpha=1.0, seed=0), X, y, method="lm", steps=steps)
+    res = gn.fit(gn.MLP(d, width=m, alpha=1.0, seed=0), X, y, method="lm", steps=steps, solver=solver_name)
     tt = res.history["time"]
     per_step = median([b - a for a, b in zip(tt[:-1], tt[1:])])
     acc = sum(res.history["accepted"])
     parts_sum = sum(med.values())
-    return {"n": n, "d": d, "m": m, "p": p, "form": solver.name, "repeats": repeats, "parts_s": med,
+    return {"n": n, "d": d, "m": m, "p": p, "form": solver_name if solver_name != "auto" else solver.name,
+            "structured": prob.structured, "repeats": repeats, "parts_s": med,
             "parts_sum_s": parts_sum, "fit_step_s": per_step, "bookkeeping_s": per_step - parts_sum,
             "fit_steps": len(tt), "fit_accepted": acc}
 
@@ -164,11 +170,12 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"step {row['dtype']} n={n} p={p} {row['form']}: lib {row['lib_s']*1e3:.1f} ms, bound "
                   f"{row['bound_s']*1e3:.1f} ms, ratio {row['ratio']:.2f} (diag {row['ratio_diag']:.2f}), "
                   f"{row['gflops']:.0f} GF/s = {100*row['frac_peak']:.0f}% peak, other cores {c.other_cores:.2f}", flush=True)
-    cases = [(4000, 8, 250), (1000, 8, 500)]  # p = 2000 < n = 4000 ; p = 4000 > n = 1000
-    for n, d, m in cases:
+    # p = 2000 < n = 4000 ; p = 4000 > n = 1000; exact (auto) and inexact (truncated_cg) steps
+    cases = [(4000, 8, 250, "auto"), (1000, 8, 500, "auto"), (4000, 8, 250, "truncated_cg"), (1000, 8, 500, "truncated_cg")]
+    for n, d, m, name in cases:
         guard = wait_idle()
         with Contention() as c:
-            row = breakdown(n, d, m, reps)
+            row = breakdown(n, d, m, reps, name)
         row.update(idle_guard=guard, contention=c.record())
         out["breakdown"].append(row)
         print(f"breakdown n={n} p={row['p']} ({row['form']}): fit step {row['fit_step_s']*1e3:.1f} ms; "

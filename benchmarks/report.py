@@ -135,7 +135,10 @@ def main() -> None:
           f"(other processes used {d['peak_contention']['other_busy_cores']:.2f} cores during the peak measurement).")
     w("")
     w("### Per-step breakdown of `fit(method='lm')` on `gn.MLP(8, width=m)` (medians)\n")
-    w("The parts are timed separately, outside `fit`; `fit step` is the median wall time between history rows of a real "
+    w("The parts are timed separately, outside `fit`, through the library calls the driver makes (structured Jacobian "
+      "factors for this Linear-layer network: `jacobian` = one forward + one backward for the factors; `prepare` = the "
+      "Gram/kernel matrix (normal form: dense J from the factors + JᵀJ; kernel form: K from the factors), nothing for CG; "
+      "`solve` = Cholesky + triangular solves, or the CG iterations); `fit step` is the median wall time between history rows of a real "
       "`fit` run; `bookkeeping` = fit step − sum of parts (negative means the separately timed parts were slower than inside fit, i.e. noise).\n")
     keys = list(st["breakdown"][0]["parts_s"])
     w("| n | p | form | fit step | " + " | ".join(keys) + " | bookkeeping | other cores |")
@@ -221,11 +224,13 @@ def main() -> None:
                   f"{fmt_s(r.get('jit_s'))} | {fmt_s(r.get('init_s'))} | {_ratio_it(r, exact)} / {_ratio_it(r, tcg)} | "
                   f"{_ratio_tt(r, exact)} / {_ratio_tt(r, tcg)} | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
             w("")
-    prec_files = sorted((HERE / "results").glob("*_precision.json"))
-    if prec_files:
-        pd_ = json.loads(prec_files[-1].read_text())
+    pd_, prec_name = d.get("precision"), path.name
+    if pd_ is None:  # older results: the precision bench ran separately
+        prec_files = sorted((HERE / "results").glob("*_precision.json"))
+        pd_, prec_name = (json.loads(prec_files[-1].read_text()), prec_files[-1].name) if prec_files else (None, None)
+    if pd_:
         w("## 6. Precision (float64 vs float32 with float64 Gram vs float32)\n")
-        w(f"`bench_precision.py`, `results/{prec_files[-1].name}` ({pd_['environment']['date']}): `gn.fit(gn.MLP(8, width=m), X, y, method='lm', steps={pd_['steps']})` "
+        w(f"`bench_precision.py`, `results/{prec_name}` ({pd_['environment']['date']}): `gn.fit(gn.MLP(8, width=m), X, y, method='lm', steps={pd_['steps']})` "
           "on California Housing, same seed and θ₀ (the float32 model is the float64 one cast down). `f32+gram64` = float32 model and Jacobian, "
           "Gram matrix formed and factored in float64 (`KernelSolver`/`NormalSolver(gram_dtype=torch.float64)`). Δθ is measured against the f64 "
           "run's final parameters, relative to ‖θ_f64‖ and to the distance travelled ‖θ_f64 − θ₀‖. One process per row.\n")

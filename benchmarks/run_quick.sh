@@ -21,6 +21,8 @@ echo "== step efficiency =="
 "$PY" bench_step.py --peak64 "$P64" --peak32 "$P32" --out "$TMP/step.json" $FULLFLAG
 echo "== peers (one process per run) =="
 "$PY" bench_peers.py --out "$TMP/peers.json" --cap "$CAP" --scipy-cap "$SCIPY_CAP" $FULLFLAG
+echo "== precision (float64 vs float32 + float64 Gram vs float32) =="
+"$PY" bench_precision.py --out "$TMP/precision.json"
 JAXPY="$HERE/.venv-jax/bin/python"
 if [ -x "$JAXPY" ]; then
   echo "== JAX peers (same problems, .venv-jax) =="
@@ -36,10 +38,11 @@ tmp, out = sys.argv[1], sys.argv[2]
 d = json.load(open(f"{tmp}/machine.json"))
 d["step"] = json.load(open(f"{tmp}/step.json"))
 d["peers"] = json.load(open(f"{tmp}/peers.json"))
-try:
-    d["jax"] = json.load(open(f"{tmp}/jax.json"))
-except FileNotFoundError:
-    pass
+for key in ("jax", "precision"):
+    try:
+        d[key] = json.load(open(f"{tmp}/{key}.json"))
+    except FileNotFoundError:
+        pass
 json.dump(d, open(out, "w"), indent=1)
 print("wrote", out)
 PY
