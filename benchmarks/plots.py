@@ -1,4 +1,7 @@
-"""Plots for RESULTS.md from the results JSON files (every point is a measured number).
+"""Plots for RESULTS.md and SCALE.md from the results JSON files (every point is a measured number).
+
+loss_vs_time.png and step_vs_size.png from the newest ``*_cpu.json``; memory_vs_p.png (peak
+memory vs p and vs n) and time_vs_n_p.png (s/step vs n and vs p) from the newest ``scale_*.json``.
 
 usage: python benchmarks/plots.py   (needs matplotlib; writes benchmarks/results/*.png)
 """
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -19,11 +23,13 @@ RES = HERE / "results"
 
 
 def latest(pattern: str) -> dict | list | None:
+    """The newest (by name) results file matching ``pattern``, parsed, or None."""
     files = sorted(glob.glob(str(RES / pattern)))
     return json.loads(Path(files[-1]).read_text()) if files else None
 
 
 def loss_vs_time(cpu: dict) -> None:
+    """Training loss vs solver wall time, one panel per regime (from a ``*_cpu.json``)."""
     regimes = sorted({r["regime"] for r in cpu["peers"]["runs"]})
     fig, axes = plt.subplots(1, len(regimes), figsize=(6 * len(regimes), 4.2))
     for ax, regime in zip(axes, regimes, strict=True):
@@ -45,6 +51,7 @@ def loss_vs_time(cpu: dict) -> None:
 
 
 def step_vs_size(cpu: dict) -> None:
+    """Dense GN step time vs its BLAS lower bound over the step grid (from a ``*_cpu.json``)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for dtype, marker in (("float64", "o"), ("float32", "s")):
         rows = [r for r in cpu["step"]["step"] if r["dtype"] == dtype]
@@ -65,31 +72,129 @@ def step_vs_size(cpu: dict) -> None:
     fig.savefig(RES / "step_vs_size.png", dpi=120)
 
 
-def memory_vs_n(scale: list) -> None:
-    fig, ax1 = plt.subplots(figsize=(6, 4))
-    ns = [r["n"] for r in scale]
-    ax1.plot(ns, [r["peak_rss_gb"] for r in scale], "o-", label="peak memory [GB]")
-    ax1.axhline(8, color="r", ls=":", label="8 GB target")
-    ax1.set_xlabel("n (p = 10⁶)")
-    ax1.set_ylabel("peak resident memory [GB]")
-    ax2 = ax1.twinx()
-    ax2.plot(ns, [r["s_per_step"] for r in scale], "s--", color="C1", label="s / step")
-    ax2.set_ylabel("seconds per step", color="C1")
-    ax1.set_title("Matrix-free CG path, p = 10⁶ parameters")
-    ax1.legend(loc="upper left", fontsize=8)
-    ax1.grid(alpha=0.3)
+def load_scale() -> dict | None:
+    """The newest ``scale_*.json`` as a results document (``bench_scale.py`` layout "scale/2").
+
+    Files written before the p sweep existed (a bare list of n-sweep runs at p = 10⁶) are read
+    as a document whose runs all belong to the n sweep and which has no baseline (GiB → GB).
+    """
+    files = sorted(glob.glob(str(RES / "scale_*.json")))
+    if not files:
+        return None
+    doc = json.loads(Path(files[-1]).read_text())
+    if isinstance(doc, list):
+        # old layout: peak_rss_gb was ru_maxrss / 2**20, i.e. GiB; convert to GB (10⁹ bytes)
+        doc = {"schema": "scale/1", "baseline": None,
+               "runs": [{**r, "sweeps": ["n"], "peak_rss_gb": r["peak_rss_gb"] * 2**30 / 1e9} for r in doc]}
+    doc["file"] = Path(files[-1]).name
+    return doc
+
+
+def _sweep(doc: dict, sweep: str) -> list[dict]:
+    """Successful runs of the "n" or "p" sweep, ordered by the swept variable."""
+    return sorted((r for r in doc["runs"] if sweep in r.get("sweeps", []) and "error" not in r), key=lambda r: r[sweep])
+
+
+_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _num(v: float) -> str:
+    """Axis/title label for a size: 5000 as is, 125000 as 1.25·10⁵, 10⁶ as 10⁶."""
+    if v < 1e5:
+        return f"{v:g}"
+    mant, exp = f"{v:.3g}".split("e")
+    pow10 = "10" + str(int(exp)).translate(_SUP)
+    return pow10 if float(mant) == 1 else f"{mant}·{pow10}"
+
+
+def _fixed(rows: list[dict], key: str) -> str:
+    """The held-fixed value of a sweep, for titles ("p = 10⁶")."""
+    vals = {r[key] for r in rows}
+    return f"{key} = {_num(vals.pop())}" if len(vals) == 1 else f"{key} varies"
+
+
+def _size_axis(ax: plt.Axes, xs: list[float], *, log: bool) -> None:
+    """x axis ticked at the measured sizes only: log scale, or linear from 0."""
+    if log:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(0, 1.08 * max(xs))
+    ax.set_xticks(xs, [_num(x) for x in xs], fontsize=8)
+    ax.minorticks_off()
+
+
+def memory_vs_p(doc: dict) -> None:
+    """Peak RSS vs p (fixed n) and vs n (fixed p), linear axes, with the 8 GB target and the baseline process."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, sweep, other in ((axes[0], "p", "n"), (axes[1], "n", "p")):
+        rows = _sweep(doc, sweep)
+        if rows:
+            xs = [r[sweep] for r in rows]
+            ax.plot(xs, [r["peak_rss_gb"] for r in rows], "o-", label="peak RSS of the run's process")
+            for r in rows:
+                ax.annotate(f"{r['peak_rss_gb']:.2f}", (r[sweep], r["peak_rss_gb"]), fontsize=7,
+                            xytext=(3, 4), textcoords="offset points")
+            ax.set_title(f"peak memory vs {sweep} ({_fixed(rows, other)})")
+            _size_axis(ax, xs, log=False)
+        else:
+            ax.text(0.5, 0.5, f"no {sweep} sweep in {doc['file']}", ha="center", va="center", transform=ax.transAxes)
+        ax.axhline(8, color="r", ls=":", label="8 GB target")
+        if doc.get("baseline"):
+            ax.axhline(doc["baseline"]["peak_rss_gb"], color="gray", ls="--", lw=1,
+                       label="baseline process (python + torch, no data)")
+        ax.set_ylim(0, 9)
+        ax.set_xlabel(sweep)
+        ax.set_ylabel("peak resident memory [GB]")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Matrix-free CG path (gn.MLP, CG ≤ 30 iterations / step), {doc['file']}")
     fig.tight_layout()
-    fig.savefig(RES / "memory_vs_n.png", dpi=120)
+    fig.savefig(RES / "memory_vs_p.png", dpi=120)
+    plt.close(fig)
+
+
+def time_vs_n_p(doc: dict) -> None:
+    """s/step vs n (fixed p) and vs p (fixed n), log–log, with a slope-1 reference line."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, sweep, other in ((axes[0], "n", "p"), (axes[1], "p", "n")):
+        rows = _sweep(doc, sweep)
+        if not rows:
+            ax.text(0.5, 0.5, f"no {sweep} sweep in {doc['file']}", ha="center", va="center", transform=ax.transAxes)
+            continue
+        xs = [r[sweep] for r in rows]
+        steady = all("steady_s_per_step" in r for r in rows)  # old files: fit wall / steps only
+        ys = [r["steady_s_per_step" if steady else "s_per_step"] for r in rows]
+        ax.plot(xs, ys, "o-", label="steady s / step (median of steps 2..S)" if steady else "s / step (fit wall / steps)")
+        if all("cg_solve_s" in r for r in rows):
+            cg = [statistics.median(r["cg_solve_s"][1:] or r["cg_solve_s"]) for r in rows]
+            ax.plot(xs, cg, "s--", mfc="none", label="of which CG solve (median of steps 2..S)")
+        # slope-1 reference through the largest point
+        x0, y0 = xs[-1], ys[-1]
+        ref = [min(xs), max(xs)]
+        ax.plot(ref, [y0 * x / x0 for x in ref], "k:", lw=1, label="slope 1 (cost ∝ " + sweep + ")")
+        ax.set_yscale("log")
+        _size_axis(ax, xs, log=True)
+        ax.set_xlabel(sweep)
+        ax.set_ylabel("seconds per step")
+        ax.set_title(f"time per step vs {sweep} ({_fixed(rows, other)})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Matrix-free CG path, cost per step vs n and p, {doc['file']}")
+    fig.tight_layout()
+    fig.savefig(RES / "time_vs_n_p.png", dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
+    """Draw every plot whose input file exists."""
     cpu = latest("20*_cpu.json")
     if cpu is not None:
         loss_vs_time(cpu)
         step_vs_size(cpu)
-    scale = latest("scale_*.json")
+    scale = load_scale()
     if scale:
-        memory_vs_n(scale)
+        memory_vs_p(scale)
+        time_vs_n_p(scale)
     print("wrote", sorted(p.name for p in RES.glob("*.png")))
 
 

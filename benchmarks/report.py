@@ -249,7 +249,7 @@ def main() -> None:
                   f"{('%.2e' % du) if du is not None else '–'} | {r['accepted']}/{r['steps']} | {r['median_step_s']*1e3:.1f} | "
                   f"{(r['median_step_s'] / base['median_step_s']) if base else float('nan'):.2f}× | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
         w("")
-    pngs = [name for name in ("loss_vs_time.png", "step_vs_size.png", "memory_vs_n.png") if (HERE / "results" / name).exists()]
+    pngs = [name for name in ("loss_vs_time.png", "step_vs_size.png", "time_vs_n_p.png", "memory_vs_p.png") if (HERE / "results" / name).exists()]
     if pngs:
         w("## Plots (benchmarks/plots.py, from the same JSON files)\n")
         for name in pngs:
