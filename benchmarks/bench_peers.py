@@ -159,7 +159,9 @@ def run_adam(model, x, y, trace: Trace, setting: dict, max_iter: int) -> dict:
 def run_lbfgs(model, x, y, trace: Trace, setting: dict, max_iter: int) -> dict:
     import torch
 
-    opt = torch.optim.LBFGS(model.parameters(), lr=setting["lr"], max_iter=1, history_size=50,
+    # max_eval: torch's default for max_iter=1 is 1, which leaves the strong-Wolfe search no
+    # evaluation beyond its first trial (a failed trial then freezes the iterate for good)
+    opt = torch.optim.LBFGS(model.parameters(), lr=setting["lr"], max_iter=1, max_eval=25, history_size=50,
                             line_search_fn="strong_wolfe")
     nfe = [0]
 

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Quick benchmark suite (< 10 min on the 2-core CPU box). Writes results/<date>_cpu.json and
-# regenerates RESULTS.md. FULL=1 runs the larger grids (longer caps, more settings).
+# Quick benchmark suite (< 10 min on the 2-core CPU box): GEMM peak, dense step vs BLAS bound,
+# peers (torch-levenberg-marquardt, SciPy, Adam, L-BFGS), precision, JAX peers. Writes
+# results/<date>_<time>_cpu.json and regenerates RESULTS.md. FULL=1 runs the larger grids (longer
+# caps, lr grids) and adds bench_firstorder.py --full (about 1 h) and bench_scale.py (about 5 min);
+# their quick versions run on their own: bench_firstorder.py --quick (about 5 min), bench_scale.py --quick.
 # Needs benchmarks/setup.sh first (uses benchmarks/.venv-peers).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,6 +49,12 @@ for key in ("jax", "precision"):
 json.dump(d, open(out, "w"), indent=1)
 print("wrote", out)
 PY
+if [ "${FULL:-0}" = "1" ]; then  # the long ones: first-order baselines on the paper's problems, p = 10⁶ scale
+  echo "== first-order baselines (bench_firstorder.py --full) =="
+  "$PY" bench_firstorder.py --full
+  echo "== scale (bench_scale.py) =="
+  "$PY" bench_scale.py
+fi
 "$PY" plots.py
 "$PY" report.py
 rm -rf "$TMP"

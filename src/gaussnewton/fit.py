@@ -132,8 +132,9 @@ def fit(
         track_kernel: record λ_min, λ_max of K_t (of G_t = J_FᵀJ_F/n if p < n) every step.
         alpha: output scale α for the paper's units (default ``model.alpha`` or 1).
         solver: linear solver (see :func:`gaussnewton.linsolve.get_solver`); ``"truncated_cg"``
-            takes inexact steps (Jacobi-preconditioned CG, ≤ 20 iterations), often the fastest
-            choice for Linear-layer networks (benchmarks/RESULTS.md).
+            takes inexact steps (Jacobi-preconditioned CG, ≤ 20 iterations): cheaper steps
+            whose number grows with the conditioning of the kernel, unlike exact steps (faster
+            on well-conditioned problems, slower on the paper's; docs/choosing.md).
         memory_budget: bytes for dense Jacobians and Gram matrices.
         target_loss: stop as soon as the loss ≤ this value.
         params: train only these parameters of ``model`` (default: all with requires_grad).
