@@ -123,6 +123,10 @@ def environment() -> dict:
         env["torch_interop_threads"] = torch.get_num_interop_threads()
         cfg = torch.__config__.show()
         env["torch_blas"] = "MKL" if "BLAS_INFO=mkl" in cfg or "USE_MKL=ON" in cfg else "other"
+        env["bench_device"] = bench_device()
+        if torch.cuda.is_available():
+            env["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            env["cuda_version"] = torch.version.cuda
     except ImportError:
         pass
     try:
@@ -136,6 +140,19 @@ def environment() -> dict:
     except Exception:  # noqa: BLE001
         pass
     return env
+
+
+def bench_device() -> str:
+    """The device the dense benches (machine.py, bench_step.py) run on: ``BENCH_DEVICE``, default cpu."""
+    return os.environ.get("BENCH_DEVICE", "cpu")
+
+
+def sync(device: str) -> None:
+    """Wait for queued kernels (CUDA launches are asynchronous; timings must include them)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def median(xs: list[float]) -> float:

@@ -9,9 +9,14 @@ the library step as a fraction of the measured GEMM peak (FLOPs counted as perfo
 for the Gram, m³/3 Cholesky, the matrix–vector products). Also times a retry (second ``solve`` at a
 new ρ on the same prepared data) and the MINPACK-style ``diag=`` column scaling.
 
-Part 2 (``breakdown``): one LM step of ``gn.fit`` on the paper's MLP, split into forward,
-Jacobian (vmap(jacrev)), gradient/column norms/finite checks, Gram product, factorization + solve,
-trial forward, and bookkeeping (= measured fit step − the parts).
+Part 2 (``breakdown``): one LM step of ``gn.fit`` on the paper's MLP (exact and
+``truncated_cg`` steps), split into forward, Jacobian (the structured Linear-layer factors),
+gradient/column norms/finite checks, ``prepare`` (Gram or kernel matrix), ``solve`` (Cholesky and
+triangular solves, or the CG iterations), trial forward, predicted reduction, and bookkeeping
+(= measured fit step − the parts).
+
+Runs on ``BENCH_DEVICE`` (default cpu; with ``BENCH_DEVICE=cuda`` every timing is synchronized and
+the fraction of the GPU's measured GEMM peak is reported the same way).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import gaussnewton as gn
 from gaussnewton.linsolve import KernelSolver, NormalSolver
 from gaussnewton.problems import NetworkProblem
 
-from _common import Contention, median, wait_idle
+from _common import Contention, bench_device, median, sync, wait_idle
+
+DEVICE = bench_device()
 
 GRID_QUICK = [(4000, 1000), (4000, 2000), (1000, 4000), (2000, 4000)]
 GRID_FULL = [(1000, 1000), (2000, 1000), (4000, 1000), (4000, 2000), (4000, 4000),
@@ -33,8 +40,10 @@ GRID_FULL = [(1000, 1000), (2000, 1000), (4000, 1000), (4000, 2000), (4000, 4000
 
 
 def _t(fn) -> float:
+    sync(DEVICE)
     t0 = time.perf_counter()
     fn()
+    sync(DEVICE)
     return time.perf_counter() - t0
 
 
@@ -46,13 +55,13 @@ def step_flops(n: int, p: int) -> float:
 
 def bench_step_case(n: int, p: int, dtype: torch.dtype, repeats: int, peak: float) -> dict:
     g = torch.Generator().manual_seed(n * 7 + p)
-    a = torch.randn(n, p, dtype=dtype, generator=g) / n**0.5
-    h = torch.randn(n, dtype=dtype, generator=g)
+    a = (torch.randn(n, p, dtype=dtype, generator=g) / n**0.5).to(DEVICE)
+    h = torch.randn(n, dtype=dtype, generator=g).to(DEVICE)
     diag = (a * a).sum(0)
     rho, rho2 = 1e-3, 1e-2
     solver = NormalSolver() if n >= p else KernelSolver()
     m = min(n, p)
-    eye = torch.eye(m, dtype=dtype)
+    eye = torch.eye(m, dtype=dtype, device=DEVICE)
 
     def lib():
         prep = solver.prepare(a, h)
@@ -66,7 +75,7 @@ def bench_step_case(n: int, p: int, dtype: torch.dtype, repeats: int, peak: floa
         gram = a.T @ a if n >= p else a @ a.T
         torch.linalg.cholesky(gram + rho * eye)
 
-    ga = torch.randn(2048, 2048, dtype=dtype, generator=g)
+    ga = torch.randn(2048, 2048, dtype=dtype, generator=g).to(DEVICE)
     gc = torch.empty_like(ga)
 
     def gemm():  # the GEMM peak, re-measured side by side (the header's peak may be contended)
@@ -111,7 +120,8 @@ def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -
     from gaussnewton.operators import matvec, rmatvec
 
     X, y = gn.datasets.single_index(n, d, seed=0)
-    net = gn.MLP(d, width=m, alpha=1.0, seed=0)
+    X, y = X.to(DEVICE), y.to(DEVICE)
+    net = gn.MLP(d, width=m, alpha=1.0, seed=0).to(DEVICE)
     prob = NetworkProblem(net, X)
     theta = prob.get_flat()
     p = theta.numel()
@@ -122,15 +132,15 @@ def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -
     parts: dict[str, list[float]] = {k: [] for k in ("forward", "jacobian", "grad_colnorm", "prepare", "solve",
                                                      "trial_forward_cost", "predicted_reduction")}
     for _ in range(repeats):
-        t0 = time.perf_counter(); u = prob.outputs(theta).detach(); t1 = time.perf_counter()
-        jac = jac_of(theta); t2 = time.perf_counter()
+        sync(DEVICE); t0 = time.perf_counter(); u = prob.outputs(theta).detach(); sync(DEVICE); t1 = time.perf_counter()
+        jac = jac_of(theta); sync(DEVICE); t2 = time.perf_counter()
         r = u - yt
         grad = rmatvec(jac, r) / n
         colsq = jac.column_sq_norms() if hasattr(jac, "column_sq_norms") else (jac * jac).sum(0)
         bool(torch.isfinite(grad).all()); float(colsq.max())
         t3 = time.perf_counter()
-        prep = solver.prepare(jac, r); t4 = time.perf_counter()
-        delta, _ = solver.solve(prep, 1e-3 * n); t5 = time.perf_counter()
+        prep = solver.prepare(jac, r); sync(DEVICE); t4 = time.perf_counter()
+        delta, _ = solver.solve(prep, 1e-3 * n); sync(DEVICE); t5 = time.perf_counter()
         uu = prob.outputs(theta + delta).detach(); float(0.5 * ((uu - yt) ** 2).mean()); t6 = time.perf_counter()
         a_s = matvec(jac, delta); float(-(r @ a_s) - 0.5 * (a_s @ a_s)); t7 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
@@ -138,7 +148,7 @@ def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -
     med = {k: median(v) for k, v in parts.items()}
     # the real thing: fit(method="lm") per-step wall time (history['time'] differences)
     steps = repeats + 1
-    res = gn.fit(gn.MLP(d, width=m, alpha=1.0, seed=0), X, y, method="lm", steps=steps, solver=solver_name)
+    res = gn.fit(gn.MLP(d, width=m, alpha=1.0, seed=0).to(DEVICE), X, y, method="lm", steps=steps, solver=solver_name)
     tt = res.history["time"]
     per_step = median([b - a for a, b in zip(tt[:-1], tt[1:])])
     acc = sum(res.history["accepted"])

@@ -79,6 +79,7 @@ class StructuredJacobian:
     factors: tuple[LayerFactor, ...]
     shape: tuple[int, int]
     row_scale: torch.Tensor | None = None
+    _memo: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def dtype(self) -> torch.dtype:  # noqa: D102
@@ -139,7 +140,13 @@ class StructuredJacobian:
         return k
 
     def column_sq_norms(self) -> torch.Tensor:
-        """diag((diag(s)J)ᵀ(diag(s)J)), (p,), without forming J."""
+        """diag((diag(s)J)ᵀ(diag(s)J)), (p,), without forming J (computed once per object: the
+        driver and a Jacobi-preconditioned CG both ask for it)."""
+        if "colsq" not in self._memo:
+            self._memo["colsq"] = self._column_sq_norms()
+        return self._memo["colsq"]
+
+    def _column_sq_norms(self) -> torch.Tensor:
         out = torch.zeros(self.shape[1], dtype=self.dtype, device=self.device)
         w2 = None if self.row_scale is None else self.row_scale**2
         for f in self.factors:
