@@ -406,10 +406,10 @@ class CGSolver(LinearSolver):
         A Jacobi-preconditioned CG no longer returns the Euclidean minimum-norm solution of a
         singular system with ρ = 0.
 
-    As an inexact (truncated) Gauss–Newton solver, use a loose ``rtol`` and a small
-    ``max_iter`` (e.g. ``CGSolver(rtol=1e-2, max_iter=50, preconditioner="jacobi")``): the
-    step is then the CG iterate of a Steihaug-free truncated Newton method, still a descent
-    direction, and the trust-region test decides whether it is taken.
+    With a loose ``rtol`` and a small ``max_iter`` it is an inexact (truncated) Gauss–Newton
+    solver (``solver="truncated_cg"``, see :func:`truncated_cg`): every CG iterate started at 0
+    is a descent direction that lowers the damped model, and the trust-region test decides
+    whether the step is taken.
     """
 
     name = "cg"
@@ -560,8 +560,10 @@ class AutoSolver:
 
 def truncated_cg() -> CGSolver:
     """The inexact GN solver behind ``solver="truncated_cg"``: Jacobi-preconditioned CG stopped at
-    ``rtol = 1e-2`` or 20 iterations (about 40 JVP/VJP pairs' worth of work per step instead of a
-    Gram matrix and its factorization; the trust-region test guards the inexact step)."""
+    ``rtol = 1e-2`` or 20 iterations (at most 20 products with ``A`` and 20 with ``Aᵀ`` per trial
+    step instead of a Gram matrix and its factorization; the trust-region test guards the
+    inexact step). Its iteration count, unlike an exact step's, grows with the conditioning of
+    the Gram matrix (docs/choosing.md)."""
     return CGSolver(rtol=1e-2, max_iter=20, preconditioner="jacobi")
 
 
