@@ -155,6 +155,18 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def fmt_size(v: float) -> str:
+    """A size for tables and axes: 5000 as is, 125000 as 1.25·10⁵, 1000000 as 10⁶."""
+    if v < 1e5:
+        return f"{v:g}"
+    mant, exp = f"{v:.3g}".split("e")
+    pow10 = "10" + str(int(exp)).translate(_SUP)
+    return pow10 if float(mant) == 1 else f"{mant}·{pow10}"
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Contention, dump, environment, wait_idle  # noqa: E402
+from _common import Contention, dump, environment, fmt_size, wait_idle  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 D = 100  # input dimension; p = D·width
@@ -56,18 +56,6 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "quick": {"n": ([2500, 5000], 10_000), "p": (5000, [1250, 2500, 5000, 10_000])},
     "smoke": {"n": ([250, 500], 200), "p": (500, [50, 100, 200])},
 }
-
-
-_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-
-
-def fmt_size(v: float) -> str:
-    """A size for tables: 5000 as is, 125000 as 1.25·10⁵, 1000000 as 10⁶."""
-    if v < 1e5:
-        return f"{v:g}"
-    mant, exp = f"{v:.3g}".split("e")
-    pow10 = "10" + str(int(exp)).translate(_SUP)
-    return pow10 if float(mant) == 1 else f"{mant}·{pow10}"
 
 
 def _peak_rss_bytes() -> int:

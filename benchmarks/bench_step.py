@@ -117,7 +117,7 @@ def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -
     """Time the parts of one LM step of fit() on gn.MLP(d, width=m) with n samples, through the
     same library calls the driver makes (structured Jacobian factors for this Linear-layer net)."""
     from gaussnewton.linsolve import get_solver
-    from gaussnewton.operators import matvec, rmatvec
+    from gaussnewton.operators import column_sq_norms, matvec, rmatvec
 
     X, y = gn.datasets.single_index(n, d, seed=0)
     X, y = X.to(DEVICE), y.to(DEVICE)
@@ -136,7 +136,7 @@ def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -
         jac = jac_of(theta); sync(DEVICE); t2 = time.perf_counter()
         r = u - yt
         grad = rmatvec(jac, r) / n
-        colsq = jac.column_sq_norms() if hasattr(jac, "column_sq_norms") else (jac * jac).sum(0)
+        colsq = column_sq_norms(jac)
         bool(torch.isfinite(grad).all()); float(colsq.max())
         t3 = time.perf_counter()
         prep = solver.prepare(jac, r); sync(DEVICE); t4 = time.perf_counter()

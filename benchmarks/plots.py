@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results"
+sys.path.insert(0, str(HERE))
+from _common import fmt_size  # noqa: E402
 
 
 def latest(pattern: str) -> dict | list | None:
@@ -95,22 +98,10 @@ def _sweep(doc: dict, sweep: str) -> list[dict]:
     return sorted((r for r in doc["runs"] if sweep in r.get("sweeps", []) and "error" not in r), key=lambda r: r[sweep])
 
 
-_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-
-
-def _num(v: float) -> str:
-    """Axis/title label for a size: 5000 as is, 125000 as 1.25·10⁵, 10⁶ as 10⁶."""
-    if v < 1e5:
-        return f"{v:g}"
-    mant, exp = f"{v:.3g}".split("e")
-    pow10 = "10" + str(int(exp)).translate(_SUP)
-    return pow10 if float(mant) == 1 else f"{mant}·{pow10}"
-
-
 def _fixed(rows: list[dict], key: str) -> str:
     """The held-fixed value of a sweep, for titles ("p = 10⁶")."""
     vals = {r[key] for r in rows}
-    return f"{key} = {_num(vals.pop())}" if len(vals) == 1 else f"{key} varies"
+    return f"{key} = {fmt_size(vals.pop())}" if len(vals) == 1 else f"{key} varies"
 
 
 def _size_axis(ax: plt.Axes, xs: list[float], *, log: bool) -> None:
@@ -119,7 +110,7 @@ def _size_axis(ax: plt.Axes, xs: list[float], *, log: bool) -> None:
         ax.set_xscale("log")
     else:
         ax.set_xlim(0, 1.08 * max(xs))
-    ax.set_xticks(xs, [_num(x) for x in xs], fontsize=8)
+    ax.set_xticks(xs, [fmt_size(x) for x in xs], fontsize=8)
     ax.minorticks_off()
 
 

@@ -43,13 +43,33 @@ def _ratio_it(r, lib):
     return f"{r['median_step_s'] / lib['median_step_s']:.2f}" if lib and r.get("median_step_s") else "–"
 
 
-def _ratio_tt(r, lib):
-    """Time-to-target ratio; a lower bound ``> x`` when the peer missed the target."""
+def _tt_ratio(r, lib):
+    """(time-to-target ratio, is_lower_bound) or None; a peer that missed the target gives the
+    lower bound solver time / gaussnewton's time to target."""
     if not lib or lib.get("time_to_target_s") is None:
-        return "–"
+        return None
     if r.get("time_to_target_s") is not None:
-        return f"{r['time_to_target_s'] / lib['time_to_target_s']:.2f}"
-    return f"> {r['solver_time_s'] / lib['time_to_target_s']:.1f}"
+        return r["time_to_target_s"] / lib["time_to_target_s"], False
+    return r["solver_time_s"] / lib["time_to_target_s"], True
+
+
+def _ratio_tt(r, lib):
+    """The time-to-target ratio as a table cell (``> x`` for a lower bound)."""
+    rt = _tt_ratio(r, lib)
+    if rt is None:
+        return "–"
+    return f"> {rt[0]:.1f}" if rt[1] else f"{rt[0]:.2f}"
+
+
+def _tt_cell(r):
+    """Time to target, or how long the run went without reaching it."""
+    return fmt_s(r["time_to_target_s"]) if r["time_to_target_s"] is not None else f"not in {r['solver_time_s']:.0f} s"
+
+
+def _cores_cell(r):
+    """CPU used by other processes during the run, flagged above 0.3 cores."""
+    c = r["contention"]["other_busy_cores"]
+    return f"{c:.2f}{' ⚠' if c > 0.3 else ''}"
 
 
 _TARGETS = {"tlm": 5.0, "optimistix": 5.0, "jaxopt": 5.0, "scipy_lm": 20.0}
@@ -78,7 +98,7 @@ def _targets_table(pe, jd):
                 continue
             it = r["median_step_s"] / lib["median_step_s"]
             tt = _ratio_tt(r, lib)
-            tt_val = float(tt.lstrip("> "))
+            tt_val = _tt_ratio(r, lib)[0]
             met = it >= goal and tt_val >= goal if r["solver"] != "scipy_lm" else tt_val >= goal
             out.append(f"| {regime} | {r['solver']} | {name} | {it:.2f} | {tt} | ≥ {goal:g}× | {'yes' if met else '**no**'} |")
     return "\n".join(out) + "\n"
@@ -124,10 +144,9 @@ def main() -> None:
     w("| dtype | n | p | form | library | bound | ratio | ratio (diag) | retry | GFLOP/s | % of peak | bound % of peak | other cores |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in st["step"]:
-        c = r["contention"]["other_busy_cores"]
         w(f"| {r['dtype']} | {r['n']} | {r['p']} | {r['form']} | {fmt_s(r['lib_s'])} | {fmt_s(r['bound_s'])} | "
           f"**{r['ratio']:.2f}×** | {r['ratio_diag']:.2f}× | {fmt_s(r['retry_s'])} | {r['gflops']:.0f} | {100*r['frac_peak']:.0f}% | "
-          f"{100*r['bound_frac_peak']:.0f}% | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
+          f"{100*r['bound_frac_peak']:.0f}% | {_cores_cell(r)} |")
     if any(r["frac_peak"] > 1 for r in st["step"]):
         w("\n⚠ **A library % of peak above 100%** comes from nominal FLOP counting: the library forms the Gram "
           "matrix from its upper block triangle (about 5/8 of a full GEMM's FLOPs when the Gram side is ≥ 1024), "
@@ -144,9 +163,8 @@ def main() -> None:
     w("| n | p | form | fit step | " + " | ".join(keys) + " | bookkeeping | other cores |")
     w("|---|---|---|---|" + "---|" * len(keys) + "---|---|")
     for r in st["breakdown"]:
-        c = r["contention"]["other_busy_cores"]
         w(f"| {r['n']} | {r['p']} | {r['form']} | {fmt_s(r['fit_step_s'])} | " + " | ".join(fmt_s(r["parts_s"][k]) for k in keys)
-          + f" | {fmt_s(r['bookkeeping_s'])} | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
+          + f" | {fmt_s(r['bookkeeping_s'])} | {_cores_cell(r)} |")
     w("")
 
     pe = d["peers"]
@@ -176,11 +194,9 @@ def main() -> None:
           "| time-to-target ratio vs exact / truncated_cg | other cores |")
         w("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            tt = fmt_s(r["time_to_target_s"]) if r["time_to_target_s"] is not None else f"not in {r['solver_time_s']:.0f} s"
-            c = r["contention"]["other_busy_cores"]
-            w(f"| {r['solver']} | {json.dumps(r['setting'])} | {r['median_step_s']*1e3:.1f} | {r['iters_to_target'] or '–'} | {tt} | "
-              f"{r['best_loss']:.3g} | {fmt_s(r['setup_s'])} | {_ratio_it(r, exact)} / {_ratio_it(r, tcg)} | "
-              f"{_ratio_tt(r, exact)} / {_ratio_tt(r, tcg)} | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
+            w(f"| {r['solver']} | {json.dumps(r['setting'])} | {r['median_step_s']*1e3:.1f} | {r['iters_to_target'] or '–'} | "
+              f"{_tt_cell(r)} | {r['best_loss']:.3g} | {fmt_s(r['setup_s'])} | {_ratio_it(r, exact)} / {_ratio_it(r, tcg)} | "
+              f"{_ratio_tt(r, exact)} / {_ratio_tt(r, tcg)} | {_cores_cell(r)} |")
         w("")
     errs = [r for r in pe["runs"] if "error" in r]
     for r in errs:
@@ -224,11 +240,9 @@ def main() -> None:
                     msg = r["error"].strip().splitlines()[-1][:160]
                     w(f"| {r['solver']} | failed: `{msg}` | – | – | – | – | – | – | – | – |")
                     continue
-                tt = fmt_s(r["time_to_target_s"]) if r["time_to_target_s"] is not None else f"not in {r['solver_time_s']:.0f} s"
-                c = r["contention"]["other_busy_cores"]
-                w(f"| {r['solver']} | {r['median_step_s']*1e3:.1f} | {r['iters_to_target'] or '–'} | {tt} | {r['best_loss']:.3g} | "
-                  f"{fmt_s(r.get('jit_s'))} | {fmt_s(r.get('init_s'))} | {_ratio_it(r, exact)} / {_ratio_it(r, tcg)} | "
-                  f"{_ratio_tt(r, exact)} / {_ratio_tt(r, tcg)} | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
+                w(f"| {r['solver']} | {r['median_step_s']*1e3:.1f} | {r['iters_to_target'] or '–'} | {_tt_cell(r)} | "
+                  f"{r['best_loss']:.3g} | {fmt_s(r.get('jit_s'))} | {fmt_s(r.get('init_s'))} | "
+                  f"{_ratio_it(r, exact)} / {_ratio_it(r, tcg)} | {_ratio_tt(r, exact)} / {_ratio_tt(r, tcg)} | {_cores_cell(r)} |")
             w("")
     pd_, prec_name = d.get("precision"), path.name
     if pd_ is None:  # older results: the precision bench ran separately
@@ -249,11 +263,10 @@ def main() -> None:
                 if "error" in r:
                     w(f"| {regime} | – | – | – | {r['variant']} | failed: `{r['error'].strip().splitlines()[-1][:120]}` | | | | | | |")
                     continue
-                c = r["contention"]["other_busy_cores"]
                 du = r.get("rel_diff_update_vs_f64")
                 w(f"| {regime} | {r['n']} | {r['p']} | {r['solver']} | {r['variant']} | {r['final_loss']:.6g} | {r['rel_diff_params_vs_f64']:.2e} | "
                   f"{('%.2e' % du) if du is not None else '–'} | {r['accepted']}/{r['steps']} | {r['median_step_s']*1e3:.1f} | "
-                  f"{(r['median_step_s'] / base['median_step_s']) if base else float('nan'):.2f}× | {c:.2f}{' ⚠' if c > 0.3 else ''} |")
+                  f"{(r['median_step_s'] / base['median_step_s']) if base else float('nan'):.2f}× | {_cores_cell(r)} |")
         w("")
     pngs = [name for name in ("loss_vs_time.png", "step_vs_size.png", "time_vs_n_p.png", "memory_vs_p.png",
                               "firstorder_loss_vs_time.png") if (HERE / "results" / name).exists()]

@@ -27,7 +27,7 @@ from .damping import DampingContext, DampingSchedule
 from .distributed import Reducer
 from .linsolve import LinearSolver, Prepared
 from .losses import Curvature, Loss
-from .operators import JacobianOperator, matvec, rmatvec
+from .operators import JacobianOperator, column_sq_norms, matvec, rmatvec
 from .problems.base import Problem
 from .result import History, IterationInfo, Termination
 
@@ -166,14 +166,6 @@ def check_termination(actual: float, cost: float, step_norm: float, x_norm: floa
     return None
 
 
-def _column_sq_norms(a: torch.Tensor | JacobianOperator) -> torch.Tensor | None:
-    if isinstance(a, torch.Tensor):
-        return (a * a).sum(0)
-    if hasattr(a, "column_sq_norms"):
-        return a.column_sq_norms()  # type: ignore[no-any-return]
-    return None
-
-
 def _diag_max(a: torch.Tensor | JacobianOperator, colsq: torch.Tensor | None) -> float:
     if colsq is not None:
         return float(colsq.max())
@@ -267,7 +259,7 @@ def run(
         if gnorm < stopping.gtol or cost == 0.0:
             term = Termination.GTOL
             break
-        colsq = _column_sq_norms(lin.a)
+        colsq = column_sq_norms(lin.a)
         if colsq is not None:
             colsq = obj.reducer.sum(colsq)
         diag = None

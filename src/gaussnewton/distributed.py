@@ -35,7 +35,6 @@ import torch
 from ._errors import GaussNewtonError
 from .linsolve import CGSolver, KernelSolver, LinearSolver, NormalSolver, Prepared, _gram_spectrum, _scaled_dense, as_dense
 from .linsolve import gram as _gram
-from .operators import matvec, rmatvec
 
 __all__ = ["DistributedCGSolver", "DistributedKernelSolver", "DistributedNormalSolver", "Reducer", "resolve_group"]
 
@@ -153,19 +152,8 @@ class DistributedCGSolver(CGSolver):
                          preconditioner=base.preconditioner)
         self.reducer = reducer
 
-    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        prep = Prepared(a, h, None, diag=diag, rhs=self.reducer.sum(-rmatvec(a, h)))
-        if self.preconditioner == "jacobi":
-            prep.cache["colsq"] = self._column_sq_norms(a)
-        return prep
-
-    def _column_sq_norms(self, a):  # noqa: ANN001, ANN202
-        colsq = super()._column_sq_norms(a)
-        # every rank must take the same branch: an operator without column norms has none anywhere
-        return None if colsq is None else self.reducer.sum(colsq)
-
-    def _normal_product(self, a, v):  # noqa: ANN001, ANN202
-        return self.reducer.sum(rmatvec(a, matvec(a, v)))
+    def _sum_shards(self, t: torch.Tensor) -> torch.Tensor:
+        return self.reducer.sum(t)
 
     def spectrum(self, prepared):  # noqa: D102
         raise GaussNewtonError("Kernel eigenvalues on the matrix-free path are not available with a process group; "

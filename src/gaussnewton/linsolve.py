@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int
-from .operators import JacobianOperator, as_dense, matvec, rmatvec
+from .operators import JacobianOperator, as_dense, column_sq_norms, matvec, rmatvec
 
 __all__ = [
     "AutoSolver",
@@ -438,17 +438,16 @@ class CGSolver(LinearSolver):
         self.preconditioner = preconditioner
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        prep = Prepared(a, h, None, diag=diag, rhs=-rmatvec(a, h))
+        prep = Prepared(a, h, None, diag=diag, rhs=self._sum_shards(-rmatvec(a, h)))
         if self.preconditioner == "jacobi":
-            prep.cache["colsq"] = self._column_sq_norms(a)
+            colsq = column_sq_norms(a)
+            # every rank takes the same branch: an operator without column norms has none anywhere
+            prep.cache["colsq"] = None if colsq is None else self._sum_shards(colsq)
         return prep
 
-    def _column_sq_norms(self, a: torch.Tensor | JacobianOperator) -> torch.Tensor | None:
-        """diag(AᵀA) or None when the operator cannot give it (overridden to sum over shards)."""
-        if isinstance(a, torch.Tensor):
-            return (a * a).sum(0)
-        fn = getattr(a, "column_sq_norms", None)
-        return None if fn is None else fn()
+    def _sum_shards(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum of ``t`` over data shards: ``t`` itself here (the data-parallel solver all-reduces)."""
+        return t
 
     def solve(self, prepared, rho):  # noqa: D102
         a, b, d = prepared.a, prepared.rhs, prepared.diag
@@ -491,8 +490,8 @@ class CGSolver(LinearSolver):
         return x, LinearSolveInfo(self.name, iterations=it, converged=converged)
 
     def _normal_product(self, a: torch.Tensor | JacobianOperator, v: torch.Tensor) -> torch.Tensor:
-        """``AᵀA v`` (overridden by the data-parallel solver to sum over shards)."""
-        return rmatvec(a, matvec(a, v))
+        """``AᵀA v``, summed over data shards."""
+        return self._sum_shards(rmatvec(a, matvec(a, v)))
 
     def spectrum(self, prepared):  # noqa: D102
         return lanczos_extremes(prepared.a)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["JacobianOperator", "as_dense", "matvec", "rmatvec"]
+__all__ = ["JacobianOperator", "as_dense", "column_sq_norms", "matvec", "rmatvec"]
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,12 @@ def matvec(a: torch.Tensor | JacobianOperator, v: torch.Tensor) -> torch.Tensor:
 def rmatvec(a: torch.Tensor | JacobianOperator, u: torch.Tensor) -> torch.Tensor:
     """Return ``Aᵀ u``."""
     return a.T @ u if isinstance(a, torch.Tensor) else a.rmv(u)
+
+
+def column_sq_norms(a: torch.Tensor | JacobianOperator) -> torch.Tensor | None:
+    """``diag(AᵀA)`` (p,), or None for an operator that cannot give it without forming ``A``
+    (a structured Jacobian computes it from its factors)."""
+    if isinstance(a, torch.Tensor):
+        return (a * a).sum(0)
+    fn = getattr(a, "column_sq_norms", None)
+    return None if fn is None else fn()

@@ -31,13 +31,13 @@ from typing import Any
 
 import torch
 
-from ._driver import _column_sq_norms, _diag_max, gain_ratio, predicted_reduction
+from ._driver import _diag_max, gain_ratio, predicted_reduction
 from ._errors import GaussNewtonError, NonFiniteError, check_positive, check_positive_int
 from .damping import DampingContext, DampingSchedule, TrustState, get_damping
 from .distributed import Reducer, distributed_solver, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Curvature, Loss, Squared, get_loss
-from .operators import JacobianOperator, matvec
+from .operators import JacobianOperator, column_sq_norms, matvec
 
 __all__ = ["GaussNewton", "GaussNewtonConfig", "closure_jacobian", "closure_operator"]
 
@@ -405,7 +405,7 @@ class GaussNewton(torch.optim.Optimizer):
             solver = distributed_solver(solver, red)
         with torch.enable_grad():
             a, jac = self._linearize(ev, params, curv, dense=solver.needs_dense or cfg.damping.scaling == "diag")
-        colsq = _column_sq_norms(a)
+        colsq = column_sq_norms(a)
         if colsq is not None:
             colsq = red.sum(colsq)
         if colsq is not None and not bool(torch.isfinite(colsq).all()):
