@@ -54,9 +54,9 @@ def test_curvature_switching_switches_once():
     s = CurvatureSwitching(kappa=1.0, switch_at=1e-3)
     state = s.init(ctx())
     state, rho = s.damping(state, ctx(lam=0.05, lam_kernel=0.5, lam_curv=0.2, progress=0.5))
-    assert rho == pytest.approx(0.1) and state is False
+    assert rho == pytest.approx(0.1) and state.switched is False  # typed state: Switched
     state, rho = s.damping(state, ctx(lam=0.05, progress=1e-4))
-    assert rho == pytest.approx(0.05) and state is True
+    assert rho == pytest.approx(0.05) and state.switched is True
     state, rho = s.damping(state, ctx(lam=0.05, progress=0.9))  # stays switched
     assert rho == pytest.approx(0.05)
 

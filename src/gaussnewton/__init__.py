@@ -9,15 +9,18 @@ Public API (everything else is internal):
 * :mod:`gaussnewton.sklearn` — ``GNRegressor`` / ``GNClassifier`` (needs scikit-learn; not
   imported here).
 * :mod:`~gaussnewton.damping`, :mod:`~gaussnewton.losses`, :mod:`~gaussnewton.linsolve`,
-  :mod:`~gaussnewton.datasets`, :mod:`~gaussnewton.problems` — the building blocks.
+  :mod:`~gaussnewton.operators`, :mod:`~gaussnewton.steps`, :mod:`~gaussnewton.datasets`,
+  :mod:`~gaussnewton.problems` — the building blocks.
 """
 
 from . import damping as damping
 from . import datasets as datasets
 from . import linsolve as linsolve
 from . import losses as losses
+from . import operators as operators
 from . import optim as optim
 from . import problems as problems
+from . import steps as steps
 from ._errors import GaussNewtonError as GaussNewtonError
 from ._errors import NonFiniteError as NonFiniteError
 from .fit import fit as fit
@@ -29,7 +32,7 @@ from .result import IterationInfo as IterationInfo
 from .result import LeastSquaresResult as LeastSquaresResult
 from .result import Termination as Termination
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "FitResult",
@@ -47,6 +50,8 @@ __all__ = [
     "least_squares",
     "linsolve",
     "losses",
+    "operators",
     "optim",
     "problems",
+    "steps",
 ]

@@ -1,10 +1,11 @@
-"""Checkpoints for long runs: atomic saves of the driver state, validated on resume.
+"""Checkpoints for long runs: atomic saves of the solver state, validated on resume.
 
-A checkpoint holds everything the driver loop needs to continue exactly where it stopped
-(parameters, θ_0, cost, damping-schedule state, counters, the history so far). It is written
-to ``path + ".tmp"`` and renamed over ``path`` with :func:`os.replace`, so a process killed
-mid-write (even by SIGKILL) leaves either the previous or the new checkpoint, never a torn
-file. Resuming recomputes the outputs at the saved parameters, so a resumed run produces the
+A checkpoint is a :class:`~gaussnewton._state.SolverState` in its plain-data form (parameters,
+θ_0, cost, typed damping state, counters, the history so far) plus a format number and the
+run's fingerprint; it loads with ``torch.load(weights_only=True)``, so resuming never unpickles
+arbitrary objects. It is written to a temporary file unique to the writer and renamed over
+``path`` with :func:`os.replace`, so a process killed mid-write (even by SIGKILL) leaves either
+the previous or the new checkpoint, never a torn file. Resuming recomputes the outputs at the saved parameters, so a resumed run produces the
 same iterates as an uninterrupted one (same device, deterministic model).
 """
 
@@ -20,7 +21,7 @@ from ._errors import GaussNewtonError, check_positive_int
 
 __all__ = ["Checkpointer"]
 
-_FORMAT = 1
+_FORMAT = 2  # 1: gaussnewton 0.1 (pickled dict); 2: SolverState.to_dict()
 
 
 class Checkpointer:
@@ -52,10 +53,16 @@ class Checkpointer:
         if not self.path.exists():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
             raise GaussNewtonError(f"`checkpoint` file {str(self.path)!r} could not be read: {exc}") from None
-        if state.get("format") != _FORMAT or state.get("fingerprint") != self.fingerprint:
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise GaussNewtonError(
+                f"`checkpoint` file {str(self.path)!r} has format {got!r}, not {_FORMAT} (written by another "
+                "gaussnewton version). Delete it or pass another path."
+            )
+        if state.get("fingerprint") != self.fingerprint:
             raise GaussNewtonError(
                 f"`checkpoint` file {str(self.path)!r} belongs to a different run: expected "
                 f"{self.fingerprint}, got {state.get('fingerprint')}. Delete it or pass another path."
@@ -73,7 +80,7 @@ class Checkpointer:
         if not self.writer:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         payload = {**state, "format": _FORMAT, "fingerprint": self.fingerprint}
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)

@@ -2,17 +2,19 @@ r"""Data-parallel Gauss–Newton on ``torch.distributed`` (gloo on CPUs, NCCL on
 
 Each rank holds a shard of the n samples (its own rows of ``X``, ``y`` or of the residual
 vector). Every quantity the driver needs is a sum over samples, so one collective per
-quantity makes all ranks take identical steps:
+quantity makes all ranks take identical steps. The objective wraps each rank's Jacobian in a
+:class:`~gaussnewton.operators.ShardedOperator`, which does these reductions itself, so the
+linear solvers run unchanged and never see ranks:
 
 * cost ``Σ_j ℓ_j``, gradient ``Aᵀh``, predicted reduction ``hᵀAs, ‖As‖²``,
   ``diag(AᵀA)``: ``all_reduce(SUM)``;
 * **p-space path** (``solver="normal"``, chosen when N ≥ p): ``AᵀA`` (p×p) and ``Aᵀh`` are
-  all-reduced, then every rank factors the same p×p matrix. Bytes moved per iterate and rank
+  all-reduced (``gram("params")``, ``rmv``), then every rank factors the same p×p matrix. Bytes moved per iterate and rank
   (ring all-reduce): about ``2·(p² + p)·itemsize``, independent of n;
 * **matrix-free path** (``solver="cg"``, chosen beyond the memory budget): every CG product
   ``Σ_r A_rᵀ(A_r v)`` is one all-reduce of p numbers, ``2·p·itemsize`` bytes per CG iteration;
 * **n-space path** (``solver="kernel"``, chosen when N < p): the Jacobian blocks ``A_r``
-  (N_r×p) are all-gathered and every rank forms the N×N kernel. Bytes moved per iterate and
+  (N_r×p) are all-gathered (``gather()``) and every rank forms the N×N kernel. Bytes moved per iterate and
   rank: about ``N·p·itemsize`` (each rank receives all other blocks).
 
 The damping schedules and trust-region decisions then see identical numbers on every rank,
@@ -33,10 +35,8 @@ from typing import Any
 import torch
 
 from ._errors import GaussNewtonError
-from .linsolve import CGSolver, KernelSolver, LinearSolver, NormalSolver, Prepared, _gram_spectrum, _scaled_dense, as_dense
-from .linsolve import gram as _gram
 
-__all__ = ["DistributedCGSolver", "DistributedKernelSolver", "DistributedNormalSolver", "Reducer", "resolve_group"]
+__all__ = ["Reducer", "resolve_group"]
 
 
 def resolve_group(process_group: Any) -> Any:
@@ -96,78 +96,3 @@ class Reducer:
         parts = [torch.empty_like(pad) for _ in range(world)]
         torch.distributed.all_gather(parts, pad, group=self.group)
         return torch.cat([part[:r] for part, r in zip(parts, rows, strict=True)])
-
-
-class DistributedNormalSolver(NormalSolver):
-    """p×p normal equations with ``AᵀA`` and ``Aᵀh`` all-reduced over the shards."""
-
-    def __init__(self, reducer: Reducer, gram_dtype: torch.dtype | None = None) -> None:
-        """Args:
-        reducer: the process-group reducer.
-        gram_dtype: dtype of the Gram matrix (None: A's dtype).
-        """
-        super().__init__(gram_dtype)
-        self.reducer = reducer
-
-    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
-        gram = self.reducer.sum(_gram(ad))
-        rhs = self.reducer.sum(-(ad.T @ h))
-        prep = Prepared(ad, h, dis, gram=gram, rhs=rhs)
-        if spectrum:
-            prep.eig = torch.linalg.eigh(gram)
-        return prep
-
-    def spectrum(self, prepared):  # noqa: D102
-        n_local, p = prepared.a.shape
-        n = int(self.reducer.sum(torch.tensor([n_local])).item())
-        return _gram_spectrum(prepared, min(n, p))
-
-
-class DistributedKernelSolver(KernelSolver):
-    """N×N kernel form on the all-gathered Jacobian blocks; the step is the same on every rank."""
-
-    def __init__(self, reducer: Reducer) -> None:
-        """Args:
-        reducer: the process-group reducer.
-        """
-        super().__init__()
-        self.reducer = reducer
-
-    def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        full_a = self.reducer.gather_rows(as_dense(a))
-        full_h = self.reducer.gather_rows(h)
-        return super().prepare(full_a, full_h, diag=diag, spectrum=spectrum)
-
-
-class DistributedCGSolver(CGSolver):
-    """Matrix-free CG; each product ``AᵀA v = Σ_r A_rᵀ(A_r v)`` costs one all-reduce of p numbers."""
-
-    def __init__(self, reducer: Reducer, base: CGSolver) -> None:
-        """Args:
-        reducer: the process-group reducer.
-        base: the CG settings to copy (tolerances, iteration cap).
-        """
-        super().__init__(rtol=base.rtol, atol=base.atol, max_iter=base.max_iter, recompute_every=base.recompute_every,
-                         preconditioner=base.preconditioner)
-        self.reducer = reducer
-
-    def _sum_shards(self, t: torch.Tensor) -> torch.Tensor:
-        return self.reducer.sum(t)
-
-    def spectrum(self, prepared):  # noqa: D102
-        raise GaussNewtonError("Kernel eigenvalues on the matrix-free path are not available with a process group; "
-                               "use solver='normal' or 'kernel' for schedules that need λ_min.")
-
-
-def distributed_solver(solver: LinearSolver, reducer: Reducer) -> LinearSolver:
-    """The data-parallel counterpart of a resolved solver (normal, kernel or CG)."""
-    if isinstance(solver, KernelSolver):
-        return DistributedKernelSolver(reducer)
-    if isinstance(solver, NormalSolver):
-        return DistributedNormalSolver(reducer, solver.gram_dtype)
-    if isinstance(solver, CGSolver):
-        return DistributedCGSolver(reducer, solver)
-    raise GaussNewtonError(
-        f"`solver` {solver.name!r} is not supported with a process group; use 'normal', 'kernel', 'cg' or 'auto'."
-    )

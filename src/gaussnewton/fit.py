@@ -17,7 +17,6 @@ Euler steps of the continuous flows (eq. 6) with Δt = ``lr`` and records ``t = 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,22 +24,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._driver import TABLE_HEADER, Objective, StepRule, Stopping, print_row, run
 from ._checkpoint import Checkpointer
-from ._errors import (
-    GaussNewtonError,
-    NonFiniteError,
-    check_choice,
-    check_positive,
-    check_positive_int,
-    to_float_tensor,
-)
-from .damping import DampingSchedule, get_damping
-from .distributed import Reducer, distributed_solver, resolve_group
+from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int, to_float_tensor
+from ._objective import Objective
+from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
+from .damping import DampingSchedule
+from .distributed import Reducer, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Loss, get_loss
 from .problems.network import NetworkProblem
-from .result import FitResult, History, IterationInfo, Termination
+from .result import FitResult, History, IterationInfo
+from .steps import make_step_rule
 
 __all__ = ["fit", "prepare_data"]
 
@@ -168,6 +162,8 @@ def fit(
     dynamics = check_choice("dynamics", dynamics, ("discrete", "euler"))
     lr = check_positive("lr", lr)
     steps = int(check_positive_int("steps", steps))  # type: ignore[arg-type]
+    if verbose not in (0, 1, 2):
+        raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
     loss_fn = get_loss(loss)
     xt, yt = prepare_data(model, X, y, loss_fn)
     problem = NetworkProblem(model, xt, params=params, memory_budget=memory_budget)
@@ -177,15 +173,18 @@ def fit(
                 f"`y` must match the model output shape {problem.output_shape}; got {tuple(yt.shape)}."
             )
         yt = yt.reshape(problem.output_shape)
-    a = alpha if alpha is not None else float(getattr(model, "alpha", 1.0))
-    a = check_positive("alpha", a)
+    a = check_positive("alpha", alpha if alpha is not None else float(getattr(model, "alpha", 1.0)))
     reducer = Reducer(resolve_group(process_group))
     n = int(reducer.sum(torch.tensor(xt.shape[0], device=xt.device)))  # samples over all shards
+    n_rows = int(reducer.sum(torch.tensor(problem.n_outputs, device=xt.device)))  # outputs over all shards
     objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a, reducer)
     theta0 = reducer.broadcast(problem.get_flat())  # identical start on every rank
     problem.set_flat(theta0)
-    if verbose not in (0, 1, 2):
-        raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
+    p = problem.n_params
+    # the paper's default: undamped GN below the interpolation threshold, adaptive damping above
+    default = {"gn": "none" if p < n_rows else "adaptive", "lm": "nielsen"}.get(method)
+    rule = make_step_rule(method, damping, default=default, lr=lr)  # gd: θ − η·∇R/α² (steps.py)
+    linsolver = get_solver(solver, n_rows, p, theta0.element_size(), memory_budget) if rule.uses_solver else None
     bar = _progress_bar(steps, method) if progress else None
 
     def on_row(hist: History) -> None:
@@ -196,122 +195,30 @@ def fit(
 
     if verbose == 2:
         print(TABLE_HEADER)
-    stopping = Stopping(max_steps=steps, target_cost=target_loss)
     ckpt = None
     if checkpoint is not None:
-        fingerprint = dict(n=n, p=problem.n_params, outputs=problem.output_shape[1:], method=method, damping=damping,
+        fingerprint = dict(n=n, p=p, outputs=problem.output_shape[1:], method=method, damping=damping,
                            lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss,
                            world=1 if not reducer.active else torch.distributed.get_world_size(reducer.group))
         ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0)
+    stepper = Stepper(rule, linsolver, Stopping(max_steps=steps, target_cost=target_loss), callback=callback,
+                      track_kernel=track_kernel, on_row=on_row)
     try:
-        if method == "gd":
-            out_theta, cost0, cost, term, history = _gradient_descent(
-                objective, theta0, lr / (a * a), stopping, callback, track_kernel, on_row, ckpt)
-        else:
-            p = problem.n_params
-            if method == "gn":
-                schedule = get_damping(damping, "none" if p < problem.n_outputs else "adaptive")
-                if schedule.trust_region:
-                    raise GaussNewtonError(f"`damping` {schedule!r} is a trust-region rule; use method='lm' with it.")
-                rule = StepRule.FIXED
-            else:
-                schedule = get_damping(damping, "nielsen")
-                if not schedule.trust_region:
-                    raise GaussNewtonError(f"`damping` for method='lm' must be a trust-region rule (Nielsen, Marquardt); got {schedule!r}.")
-                rule = StepRule.TRUST_REGION
-            n_rows = int(reducer.sum(torch.tensor(problem.n_outputs)))
-            linsolver = get_solver(solver, n_rows, p, theta0.element_size(), memory_budget)
-            if reducer.active:
-                linsolver = distributed_solver(linsolver, reducer)
-            out = run(objective, theta0, schedule, linsolver, rule=rule, lr=lr if method == "gn" else 1.0,
-                      stopping=stopping, callback=callback, track_kernel=track_kernel, on_row=on_row,
-                      start_name="model(X)", checkpointer=ckpt)
-            out_theta, cost0, cost, term, history = out.theta, out.initial_cost, out.cost, out.termination, out.history
+        state = stepper.solve(objective, theta0, start_name="model(X)", checkpointer=ckpt)
     finally:
         if bar is not None:
             bar.close()
-    problem.set_flat(out_theta)
+    problem.set_flat(state.theta)
+    term, history = state.termination, state.history
+    assert term is not None and history is not None
     if verbose >= 1:
-        print(f"{term.message} Steps {len(history)}, initial loss {cost0:.4e}, final loss {cost:.4e}.")
+        print(f"{term.message} Steps {len(history)}, initial loss {state.cost0:.4e}, final loss {state.cost:.4e}.")
     hist = history.as_dict()
     hist["loss"] = hist["cost"]
     if dynamics == "euler":
         hist["t"] = [lr * (k + 1) for k in range(len(history))]
-    return FitResult(params=out_theta, loss=cost, initial_loss=cost0, steps=len(history), status=term.value,
-                     message=term.message, success=term.success, termination=term, history=hist)
-
-
-def _gradient_descent(obj: Objective, theta0: torch.Tensor, eta: float, stopping: Stopping,
-                      callback: Callable[[IterationInfo], bool | None] | None, track_kernel: bool,
-                      on_row: Callable[[History], None] | None,
-                      ckpt: Checkpointer | None) -> tuple[torch.Tensor, float, float, Termination, History]:
-    """θ ← θ − η·∇R(θ) (η already divided by α²); NaN stops with the last finite θ."""
-    theta = theta0.clone()
-    u = obj.problem.outputs(theta).detach()
-    cost0 = cost = obj.cost(u)
-    if not math.isfinite(cost):
-        raise NonFiniteError(f"The cost at `model(X)` must be finite; got {cost}.")
-    history = History()
-    term = Termination.STEPS_DONE
-    start = 0
-    saved = ckpt.load() if ckpt is not None else None
-    if saved is not None:
-        theta, theta0 = saved["theta"].to(theta.device), saved["theta0"].to(theta.device)
-        cost, cost0, start = saved["cost"], saved["cost0"], saved["nit"]
-        history.restore(saved["history"], saved["elapsed"])
-        u = obj.problem.outputs(theta).detach()
-        if saved["termination"] is not None and saved["termination"] != "STEPS_DONE":
-            return theta, cost0, cost, Termination[saved["termination"]], history
-
-    def snapshot(k: int, done: Termination | None) -> dict[str, object]:
-        return {"theta": theta, "theta0": theta0, "cost": cost, "cost0": cost0, "sched_state": None,
-                "diag_run": None, "nfev": k + 1, "njev": 0, "nit": k, "history": history.as_dict(),
-                "elapsed": history.elapsed(), "termination": None if done is None else done.name}
-
-    assert stopping.max_steps is not None
-    for k in range(start, stopping.max_steps):
-        if ckpt is not None and k > start and ckpt.due(k):
-            ckpt.save(snapshot(k, None))
-        g_u = obj.loss.grad(u, obj.target).reshape(-1)
-        grad = obj.reducer.sum(obj.weight * obj.problem.vjp(theta, g_u))
-        lam = None
-        if track_kernel:
-            jac = obj.problem.jacobian(theta)
-            lam = _gram_extremes(jac) / obj.unit
-        step = -eta * grad
-        trial = theta + step
-        trial_u = obj.problem.outputs(trial).detach()
-        trial_cost = obj.cost(trial_u)
-        accepted = math.isfinite(trial_cost)
-        if accepted:
-            theta, u, cost = trial, trial_u, trial_cost
-        history.record(cost=cost, grad_norm=float(grad.abs().max()), damping=math.inf,
-                       step_norm=float(step.norm()), accepted=accepted,
-                       param_distance=float((theta - theta0).norm()),
-                       lambda_min=float(lam[0]) if lam is not None else math.nan,
-                       lambda_max=float(lam[-1]) if lam is not None else math.nan, nfev=k + 2)
-        if on_row is not None:
-            on_row(history)
-        if not accepted:
-            term = Termination.NONFINITE
-            break
-        if callback is not None and callback(IterationInfo(k + 1, theta.clone(), cost, float(grad.abs().max()),
-                                                           math.inf, float(step.norm()), True)):
-            term = Termination.CALLBACK
-            break
-        if stopping.target_cost is not None and cost <= stopping.target_cost:
-            term = Termination.TARGET
-            break
-    if ckpt is not None:
-        ckpt.save(snapshot(len(history), term))
-    return theta, cost0, cost, term, history
-
-
-def _gram_extremes(jac: torch.Tensor) -> torch.Tensor:
-    """λ_min and λ_max of the smaller Gram matrix of a dense J (one eigvalsh, no Lanczos)."""
-    n, p = jac.shape
-    w = torch.linalg.eigvalsh(jac @ jac.T if n <= p else jac.T @ jac)
-    return torch.stack([w[0], w[-1]])
+    return FitResult(params=state.theta, loss=state.cost, initial_loss=state.cost0, steps=len(history),
+                     status=term.value, message=term.message, success=term.success, termination=term, history=hist)
 
 
 def _progress_bar(total: int, method: str) -> Any:

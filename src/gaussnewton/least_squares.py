@@ -23,17 +23,18 @@ from typing import Any
 
 import torch
 
-from ._driver import TABLE_HEADER, Objective, StepRule, Stopping, print_row, run
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive_int, to_float_tensor
-from .damping import DampingSchedule, Nielsen, get_damping
-from .distributed import Reducer, distributed_solver, resolve_group
+from .steps import make_step_rule
+from ._objective import Objective
+from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
+from .damping import DampingSchedule, Nielsen
+from .distributed import Reducer, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Squared
 from .problems.functional import FunctionProblem
 from .result import IterationInfo, LeastSquaresResult
 
 __all__ = ["least_squares"]
-
 
 
 def least_squares(
@@ -70,7 +71,8 @@ def least_squares(
         damping: for ``"lm"``: a trust-region rule (default
             ``Nielsen(scaling="diag")``: Nielsen's gain-ratio update of ρ with MINPACK's
             diag(JᵀJ) scaling; ``"nielsen"`` for ρI, ``"marquardt"`` for ×10/÷10 factors).
-            For ``"gn"``: ignored unless a number ρ ≥ 0 (a constant damping).
+            For ``"gn"``: a paper schedule or a number ρ ≥ 0 (default 0: undamped); a
+            trust-region rule is refused (use ``"lm"``), as in :func:`fit`.
         solver: ``"auto"`` (p×p if N ≥ p, N×N if N < p, CG beyond ``memory_budget``),
             ``"normal"``, ``"kernel"``, ``"cg"``, ``"truncated_cg"`` (inexact steps by
             Jacobi-preconditioned CG, ≤ 20 iterations), ``"lstsq"`` or a LinearSolver.
@@ -121,28 +123,18 @@ def least_squares(
     x = reducer.broadcast(x)
     problem = FunctionProblem(fun, x, jac=jac, memory_budget=memory_budget)
     n, p = int(reducer.sum(torch.tensor(problem.n_outputs))), problem.n_params
-    if method == "lm":
-        schedule = Nielsen(scaling="diag") if damping is None else get_damping(damping, "nielsen")
-        if not schedule.trust_region:
-            raise GaussNewtonError(
-                f"`damping` for method='lm' must be a trust-region rule (Nielsen, Marquardt); got {schedule!r}. "
-                "Use method='gn' for a fixed damping."
-            )
-        rule = StepRule.TRUST_REGION
-    else:
-        schedule = get_damping(damping if isinstance(damping, (int, float)) else None, "none")
-        rule = StepRule.HALVING
+    # the method table of every front door (gaussnewton.steps): "gn" here is GN with step halving
+    rule = make_step_rule("lm" if method == "lm" else "gn_halving", damping,
+                          default=Nielsen(scaling="diag") if method == "lm" else "none")
     linsolver = get_solver(solver, n, p, x.element_size(), memory_budget)
-    if reducer.active:
-        linsolver = distributed_solver(linsolver, reducer)
     stopping = Stopping(ftol=ftol, xtol=xtol, gtol=gtol,
                         max_nfev=max_nfev if max_nfev is not None else 100 * max(p, 10))
     objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0, reducer)
-    on_row = print_row if verbose == 2 else None
     if verbose == 2:
         print(TABLE_HEADER)
-    out = run(objective, x, schedule, linsolver, rule=rule, stopping=stopping,
-              callback=callback, on_row=on_row, start_name="fun(x0)")
+    stepper = Stepper(rule, linsolver, stopping, callback=callback, on_row=print_row if verbose == 2 else None)
+    out = stepper.solve(objective, x, start_name="fun(x0)")
+    assert out.history is not None and out.outputs is not None and out.termination is not None
     lin = out.lin
     # the last linearization may be one step behind the returned x; refresh J and ∇ then
     hist = out.history.as_dict()
@@ -153,10 +145,10 @@ def least_squares(
         grad = (jac_final.T @ out.outputs) if jac_final is not None else problem.vjp(out.theta, out.outputs)
         grad = reducer.sum(grad)
     else:
-        jac_final, grad = lin.jac, lin.grad
+        jac_final, grad = (None if lin.jac is None else lin.jac.to_dense()), lin.grad
     term = out.termination
     if verbose >= 1:
-        print(f"{term.message} Function evaluations {out.nfev}, initial cost {out.initial_cost:.4e}, "
+        print(f"{term.message} Function evaluations {out.nfev}, initial cost {out.cost0:.4e}, "
               f"final cost {out.cost:.4e}, first-order optimality {float(grad.abs().max()):.2e}.")
     return LeastSquaresResult(
         x=out.theta, cost=out.cost, fun=out.outputs, jac=jac_final, grad=grad,

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int
-from .operators import JacobianOperator, as_dense, column_sq_norms, matvec, rmatvec
+from .operators import DenseOperator, LinearOperator, ShardedOperator, as_operator, gram_spectrum
 
 __all__ = [
     "AutoSolver",
@@ -103,7 +103,7 @@ class Prepared:
         cache: solver-private cache (e.g. the last Cholesky factor and its ρ).
     """
 
-    a: torch.Tensor | JacobianOperator
+    a: LinearOperator
     h: torch.Tensor
     d_inv_sqrt: torch.Tensor | None
     diag: torch.Tensor | None = None
@@ -127,7 +127,7 @@ class LinearSolver(ABC):
     @abstractmethod
     def prepare(
         self,
-        a: torch.Tensor | JacobianOperator,
+        a: torch.Tensor | LinearOperator,
         h: torch.Tensor,
         *,
         diag: torch.Tensor | None = None,
@@ -156,10 +156,6 @@ class LinearSolver(ABC):
 
         Only the ``min(N, p)`` largest are returned (the others are structurally zero).
         """
-
-
-def _scale_columns(a: torch.Tensor, d_inv_sqrt: torch.Tensor | None) -> torch.Tensor:
-    return a if d_inv_sqrt is None else a * d_inv_sqrt[None, :]
 
 
 def _d_inv_sqrt(diag: torch.Tensor | None) -> torch.Tensor | None:
@@ -252,10 +248,11 @@ def gram(a: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _scaled_dense(a, h, diag, gram_dtype):  # noqa: ANN001, ANN202
-    """Dense ``Ã = A D^{-1/2}``, ``h`` and ``D^{-1/2}``, cast to ``gram_dtype`` if given."""
+def _scaled(a: LinearOperator, h: torch.Tensor, diag: torch.Tensor | None,
+            gram_dtype: torch.dtype | None) -> tuple[LinearOperator, torch.Tensor, torch.Tensor | None]:
+    """``Ã = A D^{-1/2}``, ``h`` and ``D^{-1/2}``, cast to ``gram_dtype`` if given."""
     dis = _d_inv_sqrt(diag)
-    ad = _scale_columns(as_dense(a), dis)
+    ad = a.scale_columns(dis)
     if gram_dtype is not None:
         ad, h = ad.to(gram_dtype), h.to(gram_dtype)
         dis = None if dis is None else dis.to(gram_dtype)
@@ -270,16 +267,27 @@ def _factor_solve(prepared: Prepared, rho: float) -> tuple[torch.Tensor, float]:
     return _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
 
 
-def _gram_spectrum(prepared: Prepared, n_keep: int) -> torch.Tensor:
+def _gram_spectrum(prepared: Prepared) -> torch.Tensor:
+    """The ``min(N, p)`` largest eigenvalues of the prepared Gram matrix (eigh once, cached)."""
     if prepared.eig is None:
         assert prepared.gram is not None
         prepared.eig = torch.linalg.eigh(prepared.gram)
     w = prepared.eig[0]
-    return w[w.shape[0] - n_keep :]
+    return w[w.shape[0] - min(prepared.a.rows_total, prepared.a.shape[1]) :]
+
+
+def _with_spectrum(prep: Prepared, spectrum: bool) -> Prepared:
+    if spectrum:
+        assert prep.gram is not None
+        prep.eig = torch.linalg.eigh(prep.gram)
+    return prep
 
 
 class NormalSolver(LinearSolver):
     """p×p normal equations: factor ``D^{-1/2}AᵀAD^{-1/2} + ρI`` (Cholesky or eigh).
+
+    With a sharded operator (data parallelism) ``AᵀA`` and ``Aᵀh`` are sums over the shards
+    (one all-reduce each, done by the operator) and every rank factors the same p×p matrix.
 
     Warning:
         Forming ``AᵀA`` squares the condition number of ``A``; in float64 this is harmless
@@ -296,11 +304,8 @@ class NormalSolver(LinearSolver):
         self.gram_dtype = gram_dtype
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
-        prep = Prepared(ad, h, dis, gram=gram(ad), rhs=-(ad.T @ h))
-        if spectrum:
-            prep.eig = torch.linalg.eigh(prep.gram)
-        return prep
+        ad, h, dis = _scaled(as_operator(a), h, diag, self.gram_dtype)
+        return _with_spectrum(Prepared(ad, h, dis, gram=ad.gram("params"), rhs=-ad.rmv(h)), spectrum)
 
     def solve(self, prepared, rho):  # noqa: D102
         z, jitter = _factor_solve(prepared, rho)
@@ -308,8 +313,7 @@ class NormalSolver(LinearSolver):
         return delta, LinearSolveInfo(self.name, jitter=jitter)
 
     def spectrum(self, prepared):  # noqa: D102
-        n, p = prepared.a.shape
-        return _gram_spectrum(prepared, min(n, p))
+        return _gram_spectrum(prepared)
 
 
 class KernelSolver(LinearSolver):
@@ -317,6 +321,8 @@ class KernelSolver(LinearSolver):
 
     The identity ``(ÃᵀÃ + ρI)^{-1}Ãᵀ = Ãᵀ(ÃÃᵀ + ρI)^{-1}`` holds for every ρ > 0, and for ρ = 0
     when ``ÃÃᵀ`` is invertible (N ≤ p, full row rank); otherwise the pseudo-inverse is used.
+    A sharded operator is first gathered (``A.gather()``: every rank holds all N rows and
+    takes the same step).
     """
 
     name = "kernel"
@@ -328,47 +334,38 @@ class KernelSolver(LinearSolver):
         self.gram_dtype = gram_dtype
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        if hasattr(a, "kernel") and diag is None:
-            # structured Jacobian (Linear-layer network): K from per-layer factors, J never formed
-            if self.gram_dtype is not None:
-                a, h = a.to(self.gram_dtype), h.to(self.gram_dtype)
-            prep = Prepared(a, h, None, gram=a.kernel(), rhs=h)
-            if spectrum:
-                prep.eig = torch.linalg.eigh(prep.gram)
-            return prep
-        ad, h, dis = _scaled_dense(a, h, diag, self.gram_dtype)
-        prep = Prepared(ad, h, dis, gram=gram(ad.T), rhs=h)
-        if spectrum:
-            prep.eig = torch.linalg.eigh(prep.gram)
-        return prep
+        op = as_operator(a)
+        full, h = op.gather(), op.gather_rows(h)
+        # a structured Jacobian (Linear-layer network) forms K from per-layer factors: J never formed
+        ad, h, dis = _scaled(full, h, diag, self.gram_dtype)
+        return _with_spectrum(Prepared(ad, h, dis, gram=ad.gram("rows"), rhs=h), spectrum)
 
     def solve(self, prepared, rho):  # noqa: D102
         z, jitter = _factor_solve(prepared, rho)
-        delta = -rmatvec(prepared.a, z)
+        delta = -prepared.a.rmv(z)
         if prepared.d_inv_sqrt is not None:
             delta = delta * prepared.d_inv_sqrt
         return delta, LinearSolveInfo(self.name, jitter=jitter)
 
     def spectrum(self, prepared):  # noqa: D102
-        n, p = prepared.a.shape
-        return _gram_spectrum(prepared, min(n, p))
+        return _gram_spectrum(prepared)
 
 
 class LstsqSolver(LinearSolver):
     """Reference: solve ``[A; √ρ D^{1/2}] δ ≈ [−h; 0]`` with ``torch.linalg.lstsq``.
 
     Never squares the condition number; slow (a QR/SVD per trial ρ). Used as the oracle in
-    tests and as a last resort for badly conditioned problems.
+    tests and as a last resort for badly conditioned problems. A sharded operator is gathered.
     """
 
     name = "lstsq"
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        return Prepared(as_dense(a), h, None, diag=diag)
+        op = as_operator(a)
+        return Prepared(DenseOperator(op.gather().to_dense()), op.gather_rows(h), None, diag=diag)
 
     def solve(self, prepared, rho):  # noqa: D102
-        a = prepared.a
-        assert isinstance(a, torch.Tensor)
+        a = prepared.a.to_dense()
         n, p = a.shape
         d = prepared.diag
         reg = torch.ones(p, dtype=a.dtype, device=a.device) if d is None else d
@@ -381,18 +378,17 @@ class LstsqSolver(LinearSolver):
         return sol, LinearSolveInfo(self.name)
 
     def spectrum(self, prepared):  # noqa: D102
-        a = prepared.a
-        assert isinstance(a, torch.Tensor)
-        s = torch.linalg.svdvals(a)
+        s = torch.linalg.svdvals(prepared.a.to_dense())
         return (s**2).flip(0)
 
 
 class CGSolver(LinearSolver):
     """Matrix-free conjugate gradients on ``(AᵀA + ρD) δ = −Aᵀh`` (JVP/VJP products only).
 
-    Each iteration costs one product with ``A`` and one with ``Aᵀ``. Started from δ = 0, CG
-    stays in range(Aᵀ) + range(D-scaled), so with ρ = 0 it converges to the minimum-norm
-    solution of a consistent singular system.
+    Each iteration costs one product with ``A`` and one with ``Aᵀ`` (with a sharded operator
+    the ``Aᵀ`` product is one all-reduce of p numbers). Started from δ = 0, CG stays in
+    range(Aᵀ) + range(D-scaled), so with ρ = 0 it converges to the minimum-norm solution of a
+    consistent singular system.
 
     Differs from the textbook algorithm (Hestenes–Stiefel) in:
       * the residual is recomputed from scratch every ``recompute_every`` iterations to stop
@@ -438,24 +434,18 @@ class CGSolver(LinearSolver):
         self.preconditioner = preconditioner
 
     def prepare(self, a, h, *, diag=None, spectrum=False):  # noqa: D102
-        prep = Prepared(a, h, None, diag=diag, rhs=self._sum_shards(-rmatvec(a, h)))
+        op = as_operator(a)
+        prep = Prepared(op, h, None, diag=diag, rhs=-op.rmv(h))
         if self.preconditioner == "jacobi":
-            colsq = column_sq_norms(a)
-            # every rank takes the same branch: an operator without column norms has none anywhere
-            prep.cache["colsq"] = None if colsq is None else self._sum_shards(colsq)
+            prep.cache["colsq"] = op.column_sq_norms()
         return prep
-
-    def _sum_shards(self, t: torch.Tensor) -> torch.Tensor:
-        """Sum of ``t`` over data shards: ``t`` itself here (the data-parallel solver all-reduces)."""
-        return t
 
     def solve(self, prepared, rho):  # noqa: D102
         a, b, d = prepared.a, prepared.rhs, prepared.diag
         assert b is not None
 
         def op(v: torch.Tensor) -> torch.Tensor:
-            out = self._normal_product(a, v)
-            return out + rho * (v if d is None else d * v)
+            return a.rmv(a.mv(v)) + rho * (v if d is None else d * v)
 
         colsq = prepared.cache.get("colsq")
         m_inv = None
@@ -489,15 +479,11 @@ class CGSolver(LinearSolver):
             rz = rz_new
         return x, LinearSolveInfo(self.name, iterations=it, converged=converged)
 
-    def _normal_product(self, a: torch.Tensor | JacobianOperator, v: torch.Tensor) -> torch.Tensor:
-        """``AᵀA v``, summed over data shards."""
-        return self._sum_shards(rmatvec(a, matvec(a, v)))
-
     def spectrum(self, prepared):  # noqa: D102
         return lanczos_extremes(prepared.a)
 
 
-def lanczos_extremes(a: torch.Tensor | JacobianOperator) -> torch.Tensor:
+def lanczos_extremes(a: torch.Tensor | LinearOperator) -> torch.Tensor:
     """λ_min and λ_max of the smaller Gram matrix of ``A`` by Lanczos (scipy ``eigsh``).
 
     Args:
@@ -505,30 +491,34 @@ def lanczos_extremes(a: torch.Tensor | JacobianOperator) -> torch.Tensor:
 
     Returns:
         torch.Tensor: ``[λ_min, λ_max]`` (float64, CPU).
+
+    Raises:
+        GaussNewtonError: the row-space Lanczos (N ≤ p) of a sharded operator (not available).
     """
     import numpy as np
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    from scipy.sparse.linalg import LinearOperator as ScipyOperator
+    from scipy.sparse.linalg import eigsh
 
-    n, p = a.shape
-    dtype = a.dtype
-    device = a.device if isinstance(a, torch.Tensor) else a.device
+    op = as_operator(a)
+    n, p = op.rows_total, op.shape[1]
     m = min(n, p)
+    if m <= 2:
+        w = gram_spectrum(op).double().cpu()
+        return torch.stack([w[0], w[-1]])
+    if n <= p and isinstance(op, ShardedOperator):
+        raise GaussNewtonError("Kernel eigenvalues on the matrix-free path are not available with a process group "
+                               "when N <= p; use solver='normal' or 'kernel' for schedules that need λ_min.")
 
     def mv(x: np.ndarray) -> np.ndarray:
-        v = torch.as_tensor(np.ascontiguousarray(x).ravel(), dtype=dtype, device=device)
-        out = matvec(a, rmatvec(a, v)) if n <= p else rmatvec(a, matvec(a, v))
+        v = torch.as_tensor(np.ascontiguousarray(x).ravel(), dtype=op.dtype, device=op.device)
+        out = op.mv(op.rmv(v)) if n <= p else op.rmv(op.mv(v))
         return out.detach().cpu().double().numpy()
 
-    if m <= 2:
-        dense = as_dense(a)
-        g = dense @ dense.T if n <= p else dense.T @ dense
-        w = torch.linalg.eigvalsh(g.double().cpu())
-        return torch.stack([w[0], w[-1]])
-    lin = LinearOperator((m, m), matvec=mv, dtype=np.float64)
+    lin = ScipyOperator((m, m), matvec=mv, dtype=np.float64)
     lam_max = float(eigsh(lin, k=1, which="LA", return_eigenvectors=False, tol=1e-8)[0])
     # λ_min via the largest eigenvalue of the shifted operator λ_max·I − G (converges far
     # faster than which="SA" on clustered small eigenvalues).
-    shifted = LinearOperator((m, m), matvec=lambda x: lam_max * x - mv(x), dtype=np.float64)
+    shifted = ScipyOperator((m, m), matvec=lambda x: lam_max * x - mv(x), dtype=np.float64)
     top = float(eigsh(shifted, k=1, which="LA", return_eigenvectors=False, tol=1e-10)[0])
     return torch.tensor([max(lam_max - top, 0.0), lam_max], dtype=torch.float64)
 

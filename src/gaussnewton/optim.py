@@ -31,13 +31,17 @@ from typing import Any
 
 import torch
 
-from ._driver import _diag_max, gain_ratio, predicted_reduction
 from ._errors import GaussNewtonError, NonFiniteError, check_positive, check_positive_int
-from .damping import DampingContext, DampingSchedule, TrustState, get_damping
-from .distributed import Reducer, distributed_solver, resolve_group
+from ._objective import Linearization, Objective
+from ._state import SolverState
+from ._stepper import Stepper
+from .damping import DampingSchedule, TrustRegionRule, get_damping
+from .distributed import Reducer, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Curvature, Loss, Squared, get_loss
-from .operators import JacobianOperator, column_sq_norms, matvec
+from .operators import DenseOperator, FunctionOperator
+from .result import Termination
+from .steps import make_step_rule
 
 __all__ = ["GaussNewton", "GaussNewtonConfig", "closure_jacobian", "closure_operator"]
 
@@ -109,7 +113,7 @@ def closure_jacobian(output: torch.Tensor, params: Sequence[torch.Tensor], memor
     return torch.cat(rows)
 
 
-def closure_operator(output: torch.Tensor, params: Sequence[torch.Tensor], curvature: Curvature) -> JacobianOperator:
+def closure_operator(output: torch.Tensor, params: Sequence[torch.Tensor], curvature: Curvature) -> FunctionOperator:
     """``A = BJ`` as a matrix-free operator (for CG): ``Aᵀw`` by a VJP, ``Av`` by double backward.
 
     ``Jv`` is the derivative of the linear map ``u ↦ Jᵀu`` in ``u`` along ``v``, so a forward
@@ -121,7 +125,7 @@ def closure_operator(output: torch.Tensor, params: Sequence[torch.Tensor], curva
         curvature: the loss factor ``B`` at ``output``.
 
     Returns:
-        JacobianOperator: shape (N, p).
+        FunctionOperator: shape (N, p).
     """
     p = sum(q.numel() for q in params)
     dummy = torch.zeros_like(output, requires_grad=True)
@@ -140,7 +144,7 @@ def closure_operator(output: torch.Tensor, params: Sequence[torch.Tensor], curva
                                      retain_graph=True, allow_unused=True)
         return torch.zeros_like(output).reshape(-1) if out is None else out.reshape(-1)
 
-    return JacobianOperator((output.numel(), p), lambda v: curvature.apply(jv(v)),
+    return FunctionOperator((output.numel(), p), lambda v: curvature.apply(jv(v)),
                             lambda w: jtu(curvature.apply_t(w)), None, output.dtype, output.device)
 
 
@@ -228,17 +232,36 @@ def _evaluate(closure: Closure, grad: bool) -> _Evaluation:
     return _Evaluation(u, y, loss, int(u.shape[0]))
 
 
-def _pack_schedule_state(state: Any) -> Any:
-    """Schedule state → plain Python (so ``torch.load(weights_only=True)`` can read it)."""
-    if isinstance(state, TrustState):
-        return {"rho": state.rho, "nu": state.nu}
-    return state
+class _ClosureObjective(Objective):
+    """The mean loss of an opaque closure, linearized at the parameters of its last graph.
 
+    ``evaluate`` writes a trial θ into the parameters, calls the closure under no_grad and
+    writes the linearization point back at once, so the products of a matrix-free operator
+    (which backpropagate through the closure's graph) always see the parameters it was built at.
+    """
 
-def _unpack_schedule_state(state: Any) -> Any:
-    if isinstance(state, dict) and set(state) == {"rho", "nu"}:
-        return TrustState(float(state["rho"]), float(state["nu"]))
-    return state
+    def __init__(self, closure: Closure, params: list[torch.Tensor], ev: _Evaluation, n_total: int,
+                 reducer: Reducer, memory_budget: float, theta: torch.Tensor) -> None:
+        super().__init__(None, ev.loss, ev.y, 1.0 / n_total, float(n_total), reducer)
+        self.closure, self.params, self.ev, self.n_total = closure, params, ev, n_total
+        self.memory_budget, self.theta_lin, self.keep_graph = memory_budget, theta, False
+
+    def evaluate(self, theta: torch.Tensor) -> tuple[torch.Tensor, float]:  # noqa: D102
+        _write(self.params, theta, self.keep_graph)
+        try:
+            ev = _evaluate(self.closure, grad=False)
+        finally:
+            _write(self.params, self.theta_lin, self.keep_graph)
+        return ev.u.detach(), ev.cost(self.reducer, self.n_total)
+
+    def linearize(self, theta: torch.Tensor, u: torch.Tensor, dense: bool | None) -> Linearization:  # noqa: D102
+        curv = self.loss.curvature(u, self.target)
+        self.keep_graph = not dense  # matrix-free products backpropagate through the closure
+        with torch.enable_grad():
+            if dense:
+                jac = closure_jacobian(self.ev.u, self.params, self.memory_budget)
+                return self.linearization(DenseOperator(curv.rows(jac)), DenseOperator(jac), curv)
+            return self.linearization(closure_operator(self.ev.u, self.params, curv), None, curv)
 
 
 # ------------------------------------------------------------------ the optimizer
@@ -397,78 +420,31 @@ class GaussNewton(torch.optim.Optimizer):
         cost = ev.cost(red, n_total)
         if not math.isfinite(cost):
             raise NonFiniteError(f"The loss returned by `closure` must be finite; got {cost}.")
-        unit = float(n_total)
-        curv = ev.loss.curvature(ev.u.detach(), ev.y)
+        theta = torch.cat([q.detach().reshape(-1) for q in params])
+        obj = _ClosureObjective(closure, params, ev, n_total, red, cfg.memory_budget, theta)
         rows = int(red.sum(torch.tensor(ev.u.numel())))
         solver = get_solver(cfg.solver, rows, scale.numel(), scale.element_size(), cfg.memory_budget)
-        if red.active:
-            solver = distributed_solver(solver, red)
-        with torch.enable_grad():
-            a, jac = self._linearize(ev, params, curv, dense=solver.needs_dense or cfg.damping.scaling == "diag")
-        colsq = column_sq_norms(a)
-        if colsq is not None:
-            colsq = red.sum(colsq)
-        if colsq is not None and not bool(torch.isfinite(colsq).all()):
+        method = "lm" if isinstance(cfg.damping, TrustRegionRule) else "gn"
+        stepper = Stepper(make_step_rule(method, cfg.damping, default=None, lr=scale), solver,
+                          max_trials=cfg.max_trials)
+        run = SolverState.from_dict({**state, "theta": None, "theta0": None, "termination": None}, theta.device,
+                                    theta, cfg.damping.state_type) if state \
+            else SolverState(theta=theta, theta0=theta, cost=cost, cost0=cost)
+        run.theta, run.cost, run.outputs, run.termination = theta, cost, ev.u.detach(), None
+        run = stepper.step(obj, run)
+        if run.termination is Termination.NONFINITE and run.trials == 0:
             raise NonFiniteError("The Jacobian of the `closure` output must be finite; got NaN/Inf entries.")
-        diag = self._diag(state, colsq)
-        prepared = solver.prepare(a, curv.h, diag=diag, spectrum=cfg.damping.needs_spectrum)
-        state.setdefault("initial_loss", cost)
-        ctx = _context(solver, prepared, jac, curv, colsq, a, unit, int(state.get("step", 0)),
-                       cost / state["initial_loss"] if state["initial_loss"] > 0 else 0.0)
-        sched = _unpack_schedule_state(state["damping_state"]) if "damping_state" in state else cfg.damping.init(ctx)
-        sched, rho = cfg.damping.damping(sched, ctx)
-        theta0 = torch.cat([q.detach().reshape(-1) for q in params])
-        accepted, trials, new_cost = False, 0, cost
-        keep_graph = not isinstance(a, torch.Tensor)  # matrix-free products backpropagate through the closure
-        while not accepted and trials < cfg.max_trials:
-            trials += 1
-            s = scale * solver.solve(prepared, rho * unit)[0]
-            predicted = _shard_predicted_reduction(a, curv.h, s, red) / unit
-            _write(params, theta0 + s, keep_graph)
-            trial_cost = _evaluate(closure, grad=False).cost(red, n_total)
-            ratio = gain_ratio(cost - trial_cost, predicted)
-            if cfg.damping.trust_region:
-                sched, accepted = cfg.damping.update(sched, ratio)
-            else:
-                accepted = math.isfinite(trial_cost)
-            if accepted:
-                new_cost = trial_cost
-            else:
-                _write(params, theta0, keep_graph)
-                if not cfg.damping.trust_region:
-                    break
-                sched, rho = cfg.damping.damping(sched, ctx)
-        state.update(step=int(state.get("step", 0)) + 1, damping_state=_pack_schedule_state(sched), rho=rho,
-                     accepted=accepted, trials=trials, loss=new_cost)
+        _write(params, run.theta)
+        # the SolverState schema without θ (the parameters hold it), the history, and strings
+        # (Optimizer.load_state_dict casts every iterable, strings included)
+        saved = run.to_dict(params=False)
+        for key in ("theta", "theta0", "history", "elapsed", "termination"):
+            del saved[key]
+        if saved["damping_state"] is not None:
+            del saved["damping_state"]["type"]
+        state.update(saved, step=int(state.get("step", 0)) + 1, rho=run.rho, accepted=run.accepted,
+                     trials=run.trials, loss=run.cost)
         return torch.tensor(cost, dtype=ev.u.dtype)
-
-    def _linearize(self, ev: _Evaluation, params: list[torch.Tensor], curv: Curvature,
-                   dense: bool) -> tuple[torch.Tensor | JacobianOperator, torch.Tensor | None]:
-        """``A = BJ`` (dense, with the unweighted J) or as an operator (J is None)."""
-        if dense:
-            jac = closure_jacobian(ev.u, params, self.config.memory_budget)
-            return curv.rows(jac), jac
-        return closure_operator(ev.u, params, curv), None
-
-    def _diag(self, state: dict[str, Any], colsq: torch.Tensor | None) -> torch.Tensor | None:
-        """D: identity (None) or MINPACK's running max of diag(AᵀA), kept in the state."""
-        if self.config.damping.scaling != "diag":
-            return None
-        assert colsq is not None
-        prev = state.get("diag")
-        run = colsq if prev is None or prev.shape != colsq.shape else torch.maximum(prev, colsq)
-        state["diag"] = run
-        return run.clamp_min(torch.finfo(colsq.dtype).eps * max(float(run.max()), 1.0))
-
-
-def _shard_predicted_reduction(a: torch.Tensor | JacobianOperator, h: torch.Tensor, s: torch.Tensor,
-                               red: Reducer) -> float:
-    """:func:`predicted_reduction` summed over the shards of a process group."""
-    if not red.active:
-        return predicted_reduction(a, h, s)
-    a_s = matvec(a, s)
-    terms = red.sum(torch.stack([h @ a_s, a_s @ a_s]))
-    return float(-terms[0] - 0.5 * terms[1])
 
 
 def _write(params: Sequence[torch.Tensor], theta: torch.Tensor, keep_graph: bool = False) -> None:
@@ -480,25 +456,3 @@ def _write(params: Sequence[torch.Tensor], theta: torch.Tensor, keep_graph: bool
     """
     for q, v in zip(params, torch.split(theta, [q.numel() for q in params]), strict=True):
         (q.data if keep_graph else q).copy_(v.view_as(q))
-
-
-def _context(solver: LinearSolver, prepared: Any, jac: torch.Tensor | None, curv: Curvature,
-             colsq: torch.Tensor | None, a: torch.Tensor | JacobianOperator, unit: float, iteration: int,
-             progress: float) -> DampingContext:
-    """What the damping schedule may look at, in its units (λ / n)."""
-
-    def lam_min() -> float:
-        return float(solver.spectrum(prepared)[0]) / unit
-
-    def lam_min_kernel() -> float:
-        if curv.is_identity:
-            return lam_min()
-        if jac is None:
-            raise GaussNewtonError("This `damping` needs λ_min of the unweighted kernel, which needs a dense "
-                                   "Jacobian; use solver='normal' or 'kernel' (got the matrix-free 'cg').")
-        g = jac @ jac.T if jac.shape[0] <= jac.shape[1] else jac.T @ jac
-        return float(torch.linalg.eigvalsh(g)[g.shape[0] - min(jac.shape)]) / unit
-
-    return DampingContext(iteration=iteration, lambda_min=lam_min, lambda_min_kernel=lam_min_kernel,
-                          lambda_min_curvature=curv.lambda_min, diag_max=_diag_max(a, colsq) / unit,
-                          progress=progress)

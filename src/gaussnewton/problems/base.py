@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from ..operators import JacobianOperator
+from ..operators import FunctionOperator
 
 __all__ = ["Problem", "chunk_size_for"]
 
@@ -69,7 +69,7 @@ class Problem(ABC):
         _, fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
         return fn(u)[0]
 
-    def operator(self, theta: torch.Tensor) -> JacobianOperator:
+    def operator(self, theta: torch.Tensor) -> FunctionOperator:
         """J at θ as a matrix-free operator; the linearization is computed once and reused."""
         flat = lambda t: self.outputs(t).reshape(-1)  # noqa: E731
         with warnings.catch_warnings():
@@ -78,11 +78,11 @@ class Problem(ABC):
             warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
             _, jvp_fn = torch.func.linearize(flat, theta)
         _, vjp_fn = torch.func.vjp(flat, theta)
-        return JacobianOperator(
+        return FunctionOperator(
             shape=(self.n_outputs, self.n_params),
-            mv=jvp_fn,
-            rmv=lambda u: vjp_fn(u)[0],
+            mv_fn=jvp_fn,
+            rmv_fn=lambda u: vjp_fn(u)[0],
             dense_fn=lambda: self.jacobian(theta),
-            dtype=self.dtype,
-            device=self.device,
+            dtype_=self.dtype,
+            device_=self.device,
         )

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from ..operators import LinearOperator
+
 __all__ = ["LayerFactor", "StructuredJacobian", "linear_layers"]
 
 
@@ -67,7 +69,7 @@ class LayerFactor:
 
 
 @dataclass(frozen=True)
-class StructuredJacobian:
+class StructuredJacobian(LinearOperator):
     """``diag(s)·J`` for a Linear-layer network, from per-layer factors (never forms J unless asked).
 
     Attributes:
@@ -114,6 +116,14 @@ class StructuredJacobian:
         if self.row_scale is not None:
             jac *= self.row_scale[:n, None]
         return jac
+
+    def to_dense(self) -> torch.Tensor:
+        """The matrix (N, p)."""
+        return self.dense()
+
+    def gram(self, side: str) -> torch.Tensor:
+        """``K = JJᵀ`` from the factors for ``side="rows"``; ``JᵀJ`` (dense) for ``"params"``."""
+        return self.kernel() if side == "rows" else super().gram(side)
 
     def kernel(self) -> torch.Tensor:
         """``(diag(s)J)(diag(s)J)ᵀ`` (N, N) from the factors.

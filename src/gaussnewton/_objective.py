@@ -1,0 +1,133 @@
+r"""The objective a :class:`~gaussnewton._stepper.Stepper` minimizes, and its linearization.
+
+``cost(θ) = weight · Σ_j ℓ(f(θ)_j, y_j)`` for a problem ``f`` (outputs, Jacobians), a loss ℓ
+and targets y. At an iterate the generalized Gauss–Newton model is ``m(s) = ½‖A s + h‖²``
+(unweighted) with ``A = BJ``, ``BᵀB = ∂²ℓ`` and ``Bᵀh = ∂ℓ`` (:mod:`gaussnewton.losses`), so
+
+.. math::  m(0) - m(s) = -h^\top A s - \tfrac12\|As\|^2, \qquad \nabla\mathrm{cost} = w\,A^\top h.
+
+Units: ρ in a schedule's units is multiplied by ``unit`` before it enters
+``(AᵀA + ρ_int D)``, and Gram eigenvalues are divided by ``unit`` before a schedule sees them.
+:func:`~gaussnewton.least_squares` uses ``weight = unit = 1``; :func:`~gaussnewton.fit` uses
+``weight = 1/n`` and ``unit = n·α²`` (the paper's Convention A); the optimizer ``weight = 1/n``
+and ``unit = n``.
+
+Data parallelism lives here and nowhere else: with an active reducer the cost is summed over
+the shards and ``A`` is wrapped in a :class:`~gaussnewton.operators.ShardedOperator`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .distributed import Reducer
+from .losses import Curvature, Loss
+from .operators import DenseOperator, FunctionOperator, LinearOperator, ShardedOperator, as_operator
+from .problems.base import Problem
+
+__all__ = ["Linearization", "Objective", "gain_ratio", "predicted_reduction"]
+
+
+@dataclass
+class Linearization:
+    """The GN model at an iterate.
+
+    Attributes:
+        a: ``A = BJ`` (N, p) as an operator (sharded under data parallelism).
+        h: (N,) this holder's rows of ``h``.
+        jac: the unweighted ``J`` as an operator (None on the matrix-free path).
+        grad: (p,) ``∇cost = weight·Aᵀh`` (summed over shards).
+        curvature: the loss factor ``B`` at the outputs.
+    """
+
+    a: LinearOperator
+    h: torch.Tensor
+    jac: LinearOperator | None
+    grad: torch.Tensor
+    curvature: Curvature
+
+
+@dataclass
+class Objective:
+    """cost(θ) = weight · Σ_j ℓ(f(θ)_j, y_j) for a problem, a loss and targets.
+
+    Attributes:
+        problem: outputs and Jacobians.
+        loss: the per-sample loss.
+        target: y, broadcastable against the outputs.
+        weight: factor on the summed loss.
+        unit: factor from the schedules' ρ to the unnormalized system.
+        reducer: sums over the data shards of a process group (identity by default).
+    """
+
+    problem: Problem | None
+    loss: Loss
+    target: torch.Tensor
+    weight: float
+    unit: float
+    reducer: Reducer = field(default_factory=lambda: Reducer(None))
+
+    def cost(self, u: torch.Tensor) -> float:
+        """The cost of outputs ``u`` (NaN if non-finite), summed over all shards."""
+        c = float(self.reducer.sum(self.loss.value(u, self.target).sum())) * self.weight
+        return c if math.isfinite(c) else math.nan
+
+    def evaluate(self, theta: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Outputs (detached) and cost at θ."""
+        assert self.problem is not None
+        u = self.problem.outputs(theta).detach()
+        return u, self.cost(u)
+
+    def linearize(self, theta: torch.Tensor, u: torch.Tensor, dense: bool | None) -> Linearization:
+        """Linearize at θ (outputs ``u`` already computed).
+
+        ``dense``: True forms J (factored for Linear-layer networks), False gives products
+        (factored J where available, else JVP/VJP), None only the gradient (products).
+        """
+        assert self.problem is not None
+        curv = self.loss.curvature(u, self.target)
+        jac: LinearOperator | None
+        if dense is not None and getattr(self.problem, "structured", False):  # factored Jacobian
+            sj = self.problem.structured_jacobian(theta)  # type: ignore[attr-defined]
+            jac = sj
+            a = sj if curv.is_identity else (
+                sj.scale_rows(curv.sqrt_diag) if curv.sqrt_diag is not None else DenseOperator(curv.rows(sj.dense())))
+        elif dense:
+            j = self.problem.jacobian(theta)
+            jac, a = DenseOperator(j), DenseOperator(curv.rows(j))
+        else:
+            op = self.problem.operator(theta)
+            jac = None
+            a = FunctionOperator(op.shape, lambda v: curv.apply(op.mv(v)), lambda w: op.rmv(curv.apply_t(w)),
+                                 None, op.dtype, op.device)
+        return self.linearization(a, jac, curv)
+
+    def linearization(self, a: LinearOperator, jac: LinearOperator | None, curv: Curvature) -> Linearization:
+        """Wrap local operators for the process group (if any) and form the gradient."""
+        if self.reducer.active:
+            a = ShardedOperator(a, self.reducer)
+            jac = None if jac is None else ShardedOperator(jac, self.reducer)
+        return Linearization(a, curv.h, jac, self.weight * a.rmv(curv.h), curv)
+
+
+def predicted_reduction(a: torch.Tensor | LinearOperator, h: torch.Tensor, step: torch.Tensor) -> float:
+    """m(0) − m(s) for the GN model m(s) = ½‖A s + h‖² (unweighted): −hᵀAs − ½‖As‖².
+
+    Both inner products run over all rows (one all-reduce of two numbers when sharded).
+    """
+    op = as_operator(a)
+    a_s = op.mv(step)
+    terms = op.row_sum(torch.stack([h @ a_s, a_s @ a_s]))
+    return float(-terms[0] - 0.5 * terms[1])
+
+
+def gain_ratio(actual: float, predicted: float) -> float:
+    """actual / predicted reduction; −inf for a non-finite or non-decreasing trial."""
+    if not math.isfinite(actual):
+        return -math.inf
+    if predicted <= 0:
+        return math.inf if actual > 0 else -math.inf
+    return actual / predicted

@@ -1,0 +1,314 @@
+r"""The one Gauss–Newton step that every front door shares.
+
+``fit``, ``least_squares``, the ``torch.optim`` optimizer and the estimators are thin wrappers
+around a :class:`Stepper` (modelled on optimistix's init/step/terminate split):
+
+.. code-block:: text
+
+    state ← Stepper.init(objective, θ₀)                    cost at θ₀ (must be finite)
+    while state.termination is None:                       Stepper.solve (fit, least_squares)
+        state ← Stepper.step(objective, state)             the optimizer: one step per call
+
+One ``step`` at the iterate θ:
+
+1. linearize: ``A = BJ`` (dense, structured or matrix-free), ``h``, ``∇cost = w·Aᵀh``
+   (:mod:`gaussnewton._objective`); stop on a non-finite Jacobian (NONFINITE) or
+   ``‖∇cost‖∞ < gtol`` (GTOL);
+2. prepare the linear solver (ρ-independent work: Gram matrix, factor, spectrum) with
+   ``D = I`` or MINPACK's running maximum of ``diag(AᵀA)``;
+3. ask the step rule (:mod:`gaussnewton.steps`) for the first trial ``(ρ, t)``; try
+   ``θ + t·δ(ρ)``; the rule accepts, or gives the next trial, or a reason to stop; a failed
+   factorization (``LinAlgError``) is a rejected trial, so a trust region escalates ρ;
+4. record the trial (history, callback) and check the termination tests (SciPy's ftol, xtol
+   on accepted steps; target cost; evaluation and step caps).
+
+Every feature (termination reasons, damping maximum, failed-Cholesky escalation, checkpoints,
+history, callbacks, distributed reductions) lives here or in the objects it calls, once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ._checkpoint import Checkpointer
+from ._errors import GaussNewtonError, NonFiniteError
+from ._objective import Linearization, Objective, gain_ratio, predicted_reduction
+from ._state import SolverState
+from .damping import DampingContext
+from .linsolve import LinearSolver, Prepared
+from .operators import diag_max_estimate, gram_spectrum
+from .result import History, IterationInfo, Termination
+from .steps import StepRule, Trial, TrustRegionStep
+
+__all__ = ["TABLE_HEADER", "Stepper", "Stopping", "check_termination", "print_row"]
+
+_FTOL_RATIO = 0.25  # SciPy's trf: ftol counts only for steps the model predicted well
+
+Callback = Callable[[IterationInfo], bool | None]
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Stopping criteria (SciPy's definitions for ftol, xtol, gtol).
+
+    Attributes:
+        ftol: stop when the actual reduction < ftol·cost (and gain ratio > 1/4).
+        xtol: stop when ‖step‖ < xtol·(xtol + ‖θ‖).
+        gtol: stop when ‖∇cost‖∞ < gtol.
+        max_nfev: cap on cost evaluations (None: no cap).
+        max_steps: cap on trial steps (None: no cap).
+        target_cost: stop when cost ≤ target (None: off).
+    """
+
+    ftol: float = 0.0
+    xtol: float = 0.0
+    gtol: float = 0.0
+    max_nfev: int | None = None
+    max_steps: int | None = None
+    target_cost: float | None = None
+
+
+def check_termination(actual: float, cost: float, step_norm: float, x_norm: float, ratio: float,
+                      ftol: float, xtol: float) -> Termination | None:
+    """SciPy's ``check_termination``: FTOL, XTOL, both, or None."""
+    ftol_ok = actual < ftol * cost and ratio > _FTOL_RATIO
+    xtol_ok = step_norm < xtol * (xtol + x_norm)
+    if ftol_ok and xtol_ok:
+        return Termination.FTOL_XTOL
+    if ftol_ok:
+        return Termination.FTOL
+    if xtol_ok:
+        return Termination.XTOL
+    return None
+
+
+@dataclass
+class _Outcome:
+    """One evaluated trial."""
+
+    step: torch.Tensor
+    outputs: torch.Tensor
+    cost: float
+    step_norm: float
+    ratio: float
+    accepted: bool = False
+
+
+class Stepper:
+    """Damped Gauss–Newton steps: a step rule + a linear solver + stopping criteria.
+
+    Args:
+        rule: how trials are formed and judged (:mod:`gaussnewton.steps`).
+        solver: the linear solver for the damped system (None for gradient descent).
+        stopping: termination criteria.
+        track_kernel: record λ_min, λ_max of the Gram matrix being solved at every iterate.
+        callback: called after each trial with an :class:`IterationInfo`; True stops.
+        on_row: called with the history after each recorded trial (progress bars, tables).
+        max_trials: trials per :meth:`step` (the optimizer's budget); None: until accepted.
+    """
+
+    def __init__(self, rule: StepRule, solver: LinearSolver | None, stopping: Stopping = Stopping(), *,
+                 track_kernel: bool = False, callback: Callback | None = None,
+                 on_row: Callable[[History], None] | None = None, max_trials: int | None = None) -> None:
+        if rule.uses_solver and solver is None:
+            raise GaussNewtonError(f"{type(rule).__name__} needs a linear solver; got None.")
+        self.rule, self.solver, self.stopping = rule, solver, stopping
+        self.track_kernel, self.callback, self.on_row, self.max_trials = track_kernel, callback, on_row, max_trials
+
+    @property
+    def dense(self) -> bool | None:
+        """What the linearization must provide: dense J (True), products (False), a gradient (None)."""
+        if not self.rule.uses_solver:
+            return True if self.track_kernel else None
+        assert self.solver is not None
+        return self.solver.needs_dense or self.rule.scaling == "diag"
+
+    def init(self, obj: Objective, theta0: torch.Tensor, start_name: str = "x0", history: bool = True) -> SolverState:
+        """The state at θ₀ (its cost must be finite)."""
+        theta = theta0.detach().clone()
+        u, cost = obj.evaluate(theta)
+        if not math.isfinite(cost):
+            raise NonFiniteError(f"The cost at `{start_name}` must be finite; got {cost} (check the inputs and the model).")
+        return SolverState(theta=theta, theta0=theta.clone(), cost=cost, cost0=cost, outputs=u,
+                           history=History() if history else None)
+
+    def resume(self, obj: Objective, saved: dict, device: torch.device | str) -> SolverState:
+        """The state saved by :meth:`SolverState.to_dict`; a run that only ran out of steps continues."""
+        state = SolverState.from_dict(saved, device)
+        if state.termination is Termination.STEPS_DONE:
+            state.termination = None
+        state.outputs = obj.evaluate(state.theta)[0]
+        return state
+
+    def solve(self, obj: Objective, theta0: torch.Tensor, *, start_name: str = "x0",
+              checkpointer: Checkpointer | None = None) -> SolverState:
+        """Step until a termination reason, saving checkpoints when due and at the end."""
+        state = self.init(obj, theta0, start_name)
+        saved = checkpointer.load() if checkpointer is not None else None
+        if saved is not None:
+            state = self.resume(obj, saved, theta0.device)
+        max_steps = self.stopping.max_steps
+        while state.termination is None:
+            if max_steps is not None and state.nit >= max_steps:
+                state.termination = Termination.STEPS_DONE
+                break
+            if checkpointer is not None and state.nit > 0 and checkpointer.due(state.nit):
+                checkpointer.save(state.to_dict())
+            state = self.step(obj, state)
+        if checkpointer is not None:
+            checkpointer.save(state.to_dict())
+        return state
+
+    def step(self, obj: Objective, state: SolverState) -> SolverState:
+        """One iterate: linearize, prepare, trial steps until one is accepted or a stop."""
+        assert state.outputs is not None
+        lin = obj.linearize(state.theta, state.outputs, self.dense)
+        state.lin, state.njev = lin, state.njev + 1
+        state.accepted, state.trials = False, 0
+        if not (lin.a.finite() and bool(torch.isfinite(lin.grad).all())):
+            state.termination = Termination.NONFINITE
+            return state
+        gnorm = float(lin.grad.abs().max()) if lin.grad.numel() else 0.0
+        if gnorm < self.stopping.gtol or state.cost == 0.0:
+            state.termination = Termination.GTOL
+            return state
+        prepared, ctx, lam = self._prepare(obj, lin, state)
+        state.damping_state, trial = self.rule.start(state.damping_state, ctx)
+        while True:
+            out = self._try(obj, lin, prepared, state, trial)
+            state.nfev, state.nit, state.trials = state.nfev + 1, state.nit + 1, state.trials + 1
+            state.damping_state, out.accepted = self.rule.judge(state.damping_state, out.ratio, out.cost, state.cost)
+            cost_before = state.cost
+            if out.accepted:
+                state.theta, state.outputs, state.cost = state.theta + out.step, out.outputs, out.cost
+            state.rho, state.accepted = trial.rho, out.accepted
+            self._record(state, gnorm, trial, out, lam)
+            term = self._verdict(state, out, cost_before, gnorm, trial, ctx)
+            if isinstance(term, Trial):
+                trial = term
+            elif term is not None:
+                state.termination = term
+                return state
+            else:
+                return state
+            if self.max_trials is not None and state.trials >= self.max_trials:
+                return state
+
+    def _prepare(self, obj: Objective, lin: Linearization,
+                 state: SolverState) -> tuple[Prepared | None, DampingContext, torch.Tensor | None]:
+        """D, the prepared solver, the damping context and (``track_kernel``) the spectrum."""
+        colsq = lin.a.column_sq_norms()
+        diag = None
+        if self.rule.scaling == "diag":
+            assert colsq is not None
+            run = colsq if state.diag_run is None or state.diag_run.shape != colsq.shape else \
+                torch.maximum(state.diag_run, colsq)
+            state.diag_run = run
+            diag = run.clamp_min(torch.finfo(colsq.dtype).eps * max(float(run.max()), 1.0))
+        prepared = None
+        if self.rule.uses_solver:
+            assert self.solver is not None
+            prepared = self.solver.prepare(lin.a, lin.h, diag=diag,
+                                           spectrum=self.rule.needs_spectrum or self.track_kernel)
+        lam = None
+        if self.track_kernel:
+            lam = (self.solver.spectrum(prepared) if prepared is not None and self.solver is not None
+                   else gram_spectrum(lin.jac if lin.jac is not None else lin.a)) / obj.unit
+        return prepared, self._context(obj, lin, prepared, colsq, state), lam
+
+    def _context(self, obj: Objective, lin: Linearization, prepared: Prepared | None,
+                 colsq: torch.Tensor | None, state: SolverState) -> DampingContext:
+        """What a damping rule may look at, in its units (λ / unit)."""
+        solver, unit = self.solver, obj.unit
+
+        def lam_min() -> float:
+            if solver is None or prepared is None:
+                raise GaussNewtonError("λ_min is not available without a linear solver.")
+            return float(solver.spectrum(prepared)[0]) / unit
+
+        def lam_min_kernel() -> float:
+            if lin.curvature.is_identity:
+                return lam_min()
+            if lin.jac is None:
+                raise GaussNewtonError(
+                    "This `damping` needs λ_min of the unweighted kernel, which needs a dense Jacobian; "
+                    "use solver='normal' or 'kernel' (got the matrix-free 'cg')."
+                )
+            return float(gram_spectrum(lin.jac)[0]) / unit
+
+        return DampingContext(iteration=state.nit, lambda_min=lam_min, lambda_min_kernel=lam_min_kernel,
+                              lambda_min_curvature=lin.curvature.lambda_min,
+                              diag_max=diag_max_estimate(lin.a, colsq) / unit, progress=state.progress)
+
+    def _try(self, obj: Objective, lin: Linearization, prepared: Prepared | None, state: SolverState,
+             trial: Trial) -> _Outcome:
+        """Evaluate θ + t·δ(ρ); a failed factorization gives a zero step with a NaN cost."""
+        assert state.outputs is not None
+        try:
+            delta = self.rule.direction(self.solver, prepared, lin, trial.rho, obj)  # type: ignore[arg-type]
+            step = (trial.scale * delta).to(state.theta.dtype)  # a float64 Gram may serve a float32 model
+            u, cost = obj.evaluate(state.theta + step)
+        except torch.linalg.LinAlgError:
+            step, u, cost = torch.zeros_like(state.theta), state.outputs, math.nan
+        needs_ratio = isinstance(self.rule, TrustRegionStep) or self.stopping.ftol > 0
+        ratio = gain_ratio(state.cost - cost, obj.weight * predicted_reduction(lin.a, lin.h, step)) \
+            if needs_ratio else math.nan
+        return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio)
+
+    def _record(self, state: SolverState, gnorm: float, trial: Trial, out: _Outcome,
+                lam: torch.Tensor | None) -> None:
+        if state.history is None:
+            return
+        state.history.record(
+            cost=state.cost, grad_norm=gnorm, damping=trial.rho, step_norm=out.step_norm, accepted=out.accepted,
+            param_distance=float(torch.linalg.vector_norm(state.theta - state.theta0)),
+            lambda_min=float(lam[0]) if lam is not None else math.nan,
+            lambda_max=float(lam[-1]) if lam is not None else math.nan, nfev=state.nfev,
+        )
+        if self.on_row is not None:
+            self.on_row(state.history)
+
+    def _verdict(self, state: SolverState, out: _Outcome, cost_before: float, gnorm: float, trial: Trial,
+                 ctx: DampingContext) -> Termination | Trial | None:
+        """A reason to stop, the next trial at this iterate, or None (accepted, go on)."""
+        st = self.stopping
+        x_norm = float(torch.linalg.vector_norm(state.theta))
+        nxt: Termination | Trial | None = None
+        if self.callback is not None and self.callback(
+                IterationInfo(state.nit, state.theta.clone(), state.cost, gnorm, trial.rho, out.step_norm, out.accepted)):
+            nxt = Termination.CALLBACK
+        elif out.accepted:
+            if st.target_cost is not None and state.cost <= st.target_cost:
+                nxt = Termination.TARGET
+            else:
+                nxt = check_termination(cost_before - state.cost, cost_before, out.step_norm, x_norm, out.ratio,
+                                        st.ftol, st.xtol)
+        elif isinstance(self.rule, TrustRegionStep) and math.isfinite(out.cost) and \
+                out.step_norm < st.xtol * (st.xtol + x_norm):
+            nxt = Termination.XTOL
+        else:
+            state.damping_state, nxt = self.rule.on_reject(state.damping_state, ctx, trial)
+        if not isinstance(nxt, Termination):
+            if st.max_nfev is not None and state.nfev >= st.max_nfev:
+                return Termination.MAX_EVALS
+            if st.max_steps is not None and state.nit >= st.max_steps and not out.accepted:
+                return Termination.STEPS_DONE
+        return nxt
+
+
+TABLE_HEADER = (f"{'Iteration':>10} {'nfev':>6} {'Cost':>14} {'Cost reduction':>15} {'Step norm':>11} "
+                f"{'Optimality':>11} {'Damping':>10}")
+
+
+def print_row(history: History) -> None:
+    """Print the last history row as a SciPy-style table line (``verbose=2``)."""
+    rows = history.rows
+    k = len(history) - 1
+    red = "" if k == 0 else f"{rows['cost'][k - 1] - rows['cost'][k]:.2e}"
+    print(f"{k + 1:>10} {rows['nfev'][k]:>6} {rows['cost'][k]:>14.6e} {red:>15} "
+          f"{rows['step_norm'][k]:>11.2e} {rows['grad_norm'][k]:>11.2e} {rows['damping'][k]:>10.2e}"
+          f"{'' if rows['accepted'][k] else '  (rejected)'}")
