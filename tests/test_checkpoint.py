@@ -70,3 +70,34 @@ def test_finished_checkpoint_returns_without_recomputing(tmp_path):
     more = _run("lm", 8, path)  # continue a finished run for more steps
     assert len(more.history["loss"]) == 8
     assert more.history["loss"][:5] == first.history["loss"]
+
+
+@pytest.mark.parametrize("method,damping", [("lm", None), ("gn", gn.damping.DataDependent()),
+                                            ("gn", gn.damping.CurvatureSwitching()), ("gd", None)])
+def test_checkpoint_is_a_typed_solver_state_loaded_weights_only(tmp_path, method, damping):
+    """The file is SolverState.to_dict(): plain data that torch.load(weights_only=True) reads back exactly."""
+    from gaussnewton._state import STATE_VERSION, SolverState
+
+    path = tmp_path / "run.ckpt"
+    X, y = gn.datasets.single_index(40, 3, seed=0)
+    res = gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method=method, damping=damping, steps=4,
+                 checkpoint=path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["version"] == STATE_VERSION and saved["nit"] == 4 and saved["termination"] == "STEPS_DONE"
+    state = SolverState.from_dict(saved)
+    assert torch.equal(state.theta, res.params) and state.cost == res.loss
+    assert state.history is not None and state.history.rows["cost"] == res.history["cost"]
+    kind = {None: None, "lm": "TrustState"}.get(method if damping is None else None)
+    if damping is not None:
+        kind = damping.state_type.__name__ if damping.state_type else None
+    assert (saved["damping_state"] or {}).get("type") == kind
+    again = state.to_dict()
+    assert again["damping_state"] == saved["damping_state"] and torch.equal(again["theta"], saved["theta"])
+
+
+def test_checkpoint_of_another_version_is_refused(tmp_path):
+    path = tmp_path / "run.ckpt"
+    torch.save({"format": 1, "nit": 3}, path)  # the layout of gaussnewton 0.1
+    X, y = gn.datasets.single_index(40, 3, seed=0)
+    with pytest.raises(gn.GaussNewtonError, match=r"`checkpoint` file .* has format 1, not 2"):
+        gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, steps=2, checkpoint=path)

@@ -19,11 +19,14 @@ def reference(case):
     X, y = global_data()
     if case == "optim":
         return run_optimizer(X, y)
+    if case == "optim_curvature":
+        return run_optimizer(X, y, damping=gn.damping.CurvatureGlobal(1.0), loss="log_cosh")
     if case == "lsq":
         t = torch.linspace(0, 3, 40, dtype=torch.float64)
         yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
         return gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - yt, [1.0, 1.0]).x
     method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
+                             "gn_default": ("gn", 4, "auto"),
                              "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto"),
                              "lm_cg": ("lm", 30, gn.linsolve.CGSolver(rtol=1e-13, max_iter=500)),
                              "lm_tcg": ("lm", 30, "truncated_cg")}[case]
@@ -39,7 +42,8 @@ def torchrun(nproc, *args, timeout=240):
 
 
 @pytest.mark.parametrize("nproc,case", [(2, "lm_kernel"), (2, "lm_normal"), (2, "gn_adaptive"), (2, "gd"), (2, "lsq"),
-                                        (2, "optim"), (2, "lm_cg"), (2, "lm_tcg"), (4, "lm_kernel")])
+                                        (2, "optim"), (2, "optim_curvature"), (2, "gn_default"), (2, "lm_cg"),
+                                        (2, "lm_tcg"), (4, "lm_kernel")])
 def test_iterates_match_single_process(tmp_path, nproc, case):
     out = tmp_path / "params.pt"
     proc = torchrun(nproc, out, case)
@@ -48,6 +52,17 @@ def test_iterates_match_single_process(tmp_path, nproc, case):
     ref = reference(case)
     rel = float((params - ref).norm() / ref.norm())
     assert torch.allclose(params, ref, rtol=1e-10, atol=1e-12), (rel, float((params - ref).abs().max()), proc.stderr[-2000:])
+    for rank in range(1, nproc):  # every rank took the same steps (identical ρ, identical iterates)
+        assert torch.equal(torch.load(f"{out}.rank{rank}"), params), rank
+
+
+def test_default_damping_follows_the_global_sample_count():
+    """p = 32 lies between a shard's n (18, 19) and the global n = 37: the default is ρ = 0 (p < n)."""
+    X, y = global_data()
+    undamped = gn.fit(gn.MLP(8, width=4, alpha=2.0, seed=1), X, y, method="gn", steps=8, damping="none").params
+    adaptive = gn.fit(gn.MLP(8, width=4, alpha=2.0, seed=1), X, y, method="gn", steps=8, damping="adaptive").params
+    assert torch.equal(reference("gn_default"), undamped)
+    assert not torch.allclose(undamped, adaptive, rtol=1e-6)  # the case "gn_default" tells the two apart
 
 
 def test_dead_rank_stops_the_others_and_resume_finishes(tmp_path):

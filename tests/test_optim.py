@@ -324,3 +324,29 @@ def test_bad_params_name_the_argument():
     with pytest.raises(GaussNewtonError, match=r"`params` must share one floating dtype"):
         opt.add_param_group({"params": [nn.Parameter(torch.ones(2, dtype=torch.float64))]})
     assert len(opt.param_groups) == 1  # the rejected groups were not added
+
+
+@pytest.mark.parametrize("method,damping,loss", [
+    ("lm", Nielsen(), "squared"),
+    ("lm", Marquardt(scaling="diag"), "squared"),
+    ("gn", gn.damping.Adaptive(1.0), "squared"),
+    ("gn", gn.damping.CurvatureGlobal(1.0), "log_cosh"),
+])
+def test_optimizer_and_fit_take_identical_iterates(method, damping, loss):
+    """Both front doors run the same Stepper: every accepted iterate agrees to rounding."""
+    x, y = data(12)
+    net, reference = tiny_net(width=20), tiny_net(width=20)  # p = 101 > n = 12
+    opt = GaussNewton(net.parameters(), damping=damping, max_trials=50)
+    iterates, trials = [], 0
+    for _ in range(6):
+        opt.step(lambda: (net(x).squeeze(1), y, loss))
+        state = opt.state[next(net.parameters())]
+        assert state["accepted"]
+        iterates.append(flat(net))
+        trials += state["trials"]
+    accepted = []
+    res = gn.fit(reference, x, y, method=method, damping=damping, loss=loss, steps=trials,
+                 callback=lambda info: accepted.append(info.params) if info.accepted else None)
+    assert res.steps == trials and len(accepted) == len(iterates) == 6
+    for mine, theirs in zip(iterates, accepted, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-8, atol=1e-9)  # per-sample vs closure Jacobians

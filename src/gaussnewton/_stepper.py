@@ -241,7 +241,7 @@ class Stepper:
             return float(gram_spectrum(lin.jac)[0]) / unit
 
         return DampingContext(iteration=state.nit, lambda_min=lam_min, lambda_min_kernel=lam_min_kernel,
-                              lambda_min_curvature=lin.curvature.lambda_min,
+                              lambda_min_curvature=obj.reducer.min(lin.curvature.lambda_min),
                               diag_max=diag_max_estimate(lin.a, colsq) / unit, progress=state.progress)
 
     def _try(self, obj: Objective, lin: Linearization, prepared: Prepared | None, state: SolverState,

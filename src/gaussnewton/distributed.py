@@ -52,7 +52,7 @@ def resolve_group(process_group: Any) -> Any:
 
 
 class Reducer:
-    """Sums tensors over a process group (identity when the group is None)."""
+    """Reductions over a process group (identities when the group is None)."""
 
     def __init__(self, group: Any) -> None:
         self.group = group
@@ -74,6 +74,14 @@ class Reducer:
         out = t.clone()
         torch.distributed.all_reduce(out, group=self.group)
         return out
+
+    def min(self, value: float) -> float:
+        """The smallest of every rank's ``value`` (all-reduce MIN of one number)."""
+        if self.group is None:
+            return value
+        out = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.MIN, group=self.group)
+        return float(out)
 
     def broadcast(self, t: torch.Tensor) -> torch.Tensor:
         """Rank 0's ``t`` on every rank."""

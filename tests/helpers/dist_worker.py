@@ -18,13 +18,16 @@ def global_data():
     return gn.datasets.single_index(37, 8, seed=4)  # 37: shards of unequal size
 
 
-def run_optimizer(X, y, steps=6):
+def run_optimizer(X, y, steps=6, damping="nielsen", loss=None):
     """Plain PyTorch loop with gaussnewton.optim.GaussNewton (full batch of this rank's shard)."""
     torch.manual_seed(3)
-    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)).double()
-    opt = gn.optim.GaussNewton(net.parameters())
+    if loss is None:
+        net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)).double()
+    else:  # p = 240 > n = 37: a well-conditioned kernel for the curvature-aware schedule
+        net = torch.nn.Sequential(gn.MLP(X.shape[1], width=30, alpha=2.0, seed=1), torch.nn.Unflatten(0, (-1, 1)))
+    opt = gn.optim.GaussNewton(net.parameters(), damping=damping)
     for _ in range(steps):
-        opt.step(lambda: net(X).squeeze(1) - y)
+        opt.step(lambda: net(X).squeeze(1) - y if loss is None else (net(X).squeeze(1), y, loss))
     return torch.cat([q.detach().reshape(-1) for q in net.parameters()])
 
 
@@ -38,6 +41,8 @@ def main() -> None:
     idx = torch.tensor_split(torch.arange(X.shape[0]), world)[rank]  # contiguous shards, unequal sizes
     if case == "optim":
         params = run_optimizer(X[idx], y[idx])
+    elif case == "optim_curvature":  # ρ = κ·λ_min(K)·λ_min(Λ) of the global kernel, the same on every rank
+        params = run_optimizer(X[idx], y[idx], damping=gn.damping.CurvatureGlobal(1.0), loss="log_cosh")
     elif case == "lsq":
         t = torch.tensor_split(torch.linspace(0, 3, 40, dtype=torch.float64), world)[rank]
         yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
@@ -45,6 +50,7 @@ def main() -> None:
         params = res.x
     else:
         method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
+                                 "gn_default": ("gn", 4, "auto"),
                                  "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto"),
                                  "lm_cg": ("lm", 30, gn.linsolve.CGSolver(rtol=1e-13, max_iter=500)),
                                  "lm_tcg": ("lm", 30, "truncated_cg")}[case]
@@ -58,6 +64,7 @@ def main() -> None:
         res = gn.fit(net, X[idx], y[idx], method=method, steps=8, solver=solver, damping=damping,
                      checkpoint=ckpt, checkpoint_every=1, callback=callback, track_kernel=case == "gn_adaptive")
         params = res.params
+    torch.save(params, f"{out}.rank{rank}")
     if rank == 0:
         torch.save(params, out)
     dist.barrier()
