@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive_int, to_float_tensor
-from .steps import make_step_rule
 from ._objective import Objective
 from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
 from .damping import DampingSchedule, Nielsen
@@ -33,6 +32,7 @@ from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Squared
 from .problems.functional import FunctionProblem
 from .result import IterationInfo, LeastSquaresResult
+from .steps import make_step_rule
 
 __all__ = ["least_squares"]
 

@@ -87,8 +87,6 @@ class LinearOperator(ABC):
 
     def gram(self, side: str) -> torch.Tensor:
         """``AᵀA`` (p, p) for ``side="params"``, ``AAᵀ`` (N_total, N_total) for ``side="rows"``."""
-        from .linsolve import gram  # the symmetric block Gram product (linsolve imports this module)
-
         a = self.gather().to_dense() if side == "rows" else self.to_dense()
         return self.row_sum(gram(a)) if side == "params" else gram(a.T)
 
@@ -271,6 +269,41 @@ class ShardedOperator(LinearOperator):
 
     def gather_rows(self, h: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.reducer.gather_rows(h)
+
+
+_SYM_BLOCKS = 4  # column blocks for the symmetric Gram product (measured: 0.29 s vs 0.40 s for a
+_SYM_MIN_SIZE = 1024  # 4000×2000 float64 AᵀA here); below this size one GEMM is faster
+
+
+def gram(a: torch.Tensor) -> torch.Tensor:
+    """``AᵀA`` (p, p) computing only the upper block triangle (≈ 5/8 of a full GEMM's FLOPs).
+
+    torch exposes no ``syrk``; splitting the columns in ``_SYM_BLOCKS`` blocks and mirroring the
+    off-diagonal blocks does the same job with ordinary GEMMs, and returns an exactly symmetric
+    matrix.
+
+    Args:
+        a: (N, p) matrix.
+
+    Returns:
+        torch.Tensor: (p, p) Gram matrix.
+    """
+    p = a.shape[1]
+    if p < _SYM_MIN_SIZE:
+        return a.T @ a
+    edges = [round(k * p / _SYM_BLOCKS) for k in range(_SYM_BLOCKS + 1)]
+    out = a.new_empty(p, p)
+    for i in range(_SYM_BLOCKS):
+        lo, hi = edges[i], edges[i + 1]
+        left = a[:, lo:hi]
+        for j in range(i, _SYM_BLOCKS):
+            blk = left.T @ a[:, edges[j] : edges[j + 1]]
+            if j == i:  # a GEMM's diagonal block is symmetric only up to rounding
+                blk = 0.5 * (blk + blk.T)
+            out[lo:hi, edges[j] : edges[j + 1]] = blk
+            if j > i:
+                out[edges[j] : edges[j + 1], lo:hi] = blk.T
+    return out
 
 
 def as_operator(a: torch.Tensor | LinearOperator) -> LinearOperator:

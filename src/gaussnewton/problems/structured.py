@@ -132,7 +132,7 @@ class StructuredJacobian(LinearOperator):
         are stacked side by side and enter one Gram product. Wider layers contribute
         ``(GGᵀ)⊙(EEᵀ)``. Every Gram product is formed from its upper block triangle.
         """
-        from ..linsolve import gram  # the symmetric block Gram product
+        from ..operators import gram  # the symmetric block Gram product
 
         n = self.shape[0]
         s = self.row_scale
