@@ -167,6 +167,9 @@ class PseudoHuber(_Elementwise):
     """ℓ = δ²(√(1 + (r/δ)²) − 1), r = u − y; quadratic near 0, linear in the tails.
 
     Λ = (1 + (r/δ)²)^(−3/2) ∈ (0, 1]: L = 1 and no global μ > 0.
+
+    Args:
+        delta: transition scale δ > 0.
     """
 
     name = "pseudo_huber"
@@ -174,9 +177,6 @@ class PseudoHuber(_Elementwise):
     L = 1.0
 
     def __init__(self, delta: float = 1.0) -> None:
-        """Args:
-        delta: transition scale δ > 0.
-        """
         self.delta = check_positive("delta", delta)
 
     def value(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: D102

@@ -38,8 +38,10 @@ ACTIVATIONS = {
 
 
 def activation_constants(name: str) -> dict[str, float]:
-    """c_σ = 1/E[σ(z)²] and σ₀, σ₁, σ₂ (sup of |σ|, |σ'|, |σ''| on the real line; ∞ if
-    unbounded), computed numerically (Gauss–Hermite quadrature and a dense grid).
+    """Return c_σ = 1/E[σ(z)²] and the bounds σ₀, σ₁, σ₂ of an activation, computed numerically.
+
+    σ₀, σ₁, σ₂ are the sups of |σ|, |σ'|, |σ''| on the real line (∞ if unbounded); the
+    expectation over z ~ N(0, 1) uses Gauss–Hermite quadrature, the sups a dense grid.
 
     Args:
         name: activation name.
