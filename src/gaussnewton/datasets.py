@@ -44,8 +44,8 @@ def single_index(
     Returns:
         tuple[torch.Tensor, torch.Tensor]: X (n, d) with unit rows, y (n,).
     """
-    n = int(check_positive_int("n", n))  # type: ignore[arg-type]
-    d = int(check_positive_int("d", d))  # type: ignore[arg-type]
+    n = check_positive_int("n", n)
+    d = check_positive_int("d", d)
     noise = check_nonneg("noise", noise)
     if not 0 < float(spread) <= 1:
         raise GaussNewtonError(f"`spread` must lie in (0, 1]; got spread = {spread!r}.")
@@ -93,7 +93,7 @@ def california_housing(
     data = _load_california()
     total = data.shape[0]
     if n is not None:
-        n = int(check_positive_int("n", n))  # type: ignore[arg-type]
+        n = check_positive_int("n", n)
         if n > total:
             raise GaussNewtonError(f"`n` must be at most {total} (the data set size); got n = {n}.")
     x, y = data[:, :8], data[:, 8]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from ._errors import GaussNewtonError, check_choice, check_positive, check_posit
 
 __all__ = ["ACTIVATIONS", "MLP", "activation_constants"]
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "softplus": nn.functional.softplus,
@@ -92,6 +93,8 @@ class MLP(nn.Module):
         torch.Size([5])
     """
 
+    c0: torch.Tensor  # frozen copy of the output layer at θ_0 (a buffer; only with recenter)
+
     def __init__(
         self,
         in_features: int,
@@ -108,7 +111,7 @@ class MLP(nn.Module):
         super().__init__()
         d = check_positive_int("in_features", in_features)
         m = check_positive_int("width", width)
-        depth = int(check_positive_int("depth", depth))  # type: ignore[arg-type]
+        depth = check_positive_int("depth", depth)
         check_choice("activation", activation, ACTIVATIONS)
         if activation == "relu":
             warnings.warn("activation='relu' is not smooth: the paper's theory assumes a smooth σ "
@@ -122,18 +125,20 @@ class MLP(nn.Module):
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         dims = [d] + [m] * depth
         self.hidden = nn.ModuleList()
+        layers: list[nn.Linear] = []
         for h in range(depth):
             layer = nn.Linear(dims[h], m, bias=False, dtype=dtype)
             with torch.no_grad():
                 layer.weight.copy_(torch.randn(m, dims[h], generator=gen, dtype=dtype))
             self.hidden.append(layer)
+            layers.append(layer)
         signs = torch.randint(0, 2, (m,), generator=gen).to(dtype) * 2 - 1
         self.output = nn.Linear(m, 1, bias=False, dtype=dtype)
         with torch.no_grad():
             self.output.weight.copy_(signs[None, :])
         self.output.weight.requires_grad_(bool(train_output_layer))
         if self.recenter:
-            for h, layer in enumerate(self.hidden):
+            for h, layer in enumerate(layers):
                 self.register_buffer(f"w0_{h}", layer.weight.detach().clone())
             self.register_buffer("c0", signs.clone())
 
