@@ -43,6 +43,13 @@ def single_index(
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: X (n, d) with unit rows, y (n,).
+
+    Example:
+        >>> import torch
+        >>> from gaussnewton.datasets import single_index
+        >>> X, y = single_index(50, 3, seed=0)
+        >>> X.shape, y.shape, torch.allclose(X.norm(dim=1), torch.ones(50, dtype=X.dtype))
+        (torch.Size([50, 3]), torch.Size([50]), True)
     """
     n = check_positive_int("n", n)
     d = check_positive_int("d", d)
@@ -89,6 +96,12 @@ def california_housing(
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: X (n, 8), y (n,).
+
+    Example:
+        >>> from gaussnewton.datasets import california_housing
+        >>> X, y = california_housing(1000, seed=0)
+        >>> X.shape, y.shape
+        (torch.Size([1000, 8]), torch.Size([1000]))
     """
     data = _load_california()
     total = data.shape[0]

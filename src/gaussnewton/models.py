@@ -49,6 +49,11 @@ def activation_constants(name: str) -> dict[str, float]:
 
     Returns:
         dict[str, float]: ``c_sigma``, ``sigma0``, ``sigma1``, ``sigma2``.
+
+    Example:
+        >>> from gaussnewton.models import activation_constants
+        >>> {k: round(v, 4) for k, v in activation_constants("tanh").items()}
+        {'c_sigma': 2.5362, 'sigma0': 1.0, 'sigma1': 1.0, 'sigma2': 0.7698}
     """
     fn = ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]
     nodes, weights = np.polynomial.hermite_e.hermegauss(120)
@@ -89,8 +94,13 @@ class MLP(nn.Module):
     Example:
         >>> import torch, gaussnewton as gn
         >>> net = gn.MLP(3, width=16, seed=0)
-        >>> net(torch.randn(5, 3, dtype=torch.float64)).shape
+        >>> x = torch.randn(5, 3, dtype=torch.float64)
+        >>> net(x).shape
         torch.Size([5])
+        >>> sum(q.numel() for q in net.parameters() if q.requires_grad)  # p = m·d (c frozen)
+        48
+        >>> float(net(x).detach().abs().max())  # re-centred: the initial prediction is 0
+        0.0
     """
 
     c0: torch.Tensor  # frozen copy of the output layer at θ_0 (a buffer; only with recenter)
