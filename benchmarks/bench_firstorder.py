@@ -274,8 +274,9 @@ RUNNERS = {"gn_lm": run_gn, "gn_tcg": run_gn, "adam": run_adam, "lbfgs": run_lbf
 
 def child(spec: dict) -> dict:
     """One run in this fresh process: build the case, check the loss, time the solver."""
-    import gaussnewton as gn
     import torch
+
+    import gaussnewton as gn
 
     model, x, y = make_problem(spec["mode"], spec["dataset"], spec["regime"])
     l0 = loss_of(model, x, y)
@@ -360,7 +361,7 @@ def parent(args: argparse.Namespace) -> dict:
                 best_ttt[solver] = min(best_ttt.get(solver, math.inf), ttt)
             row["pruned"] = run_cap < cap and row["status"] == "cap"
             print(f"{dataset}/{regime} {solver} {setting}: {row['iters']} it, {row['median_step_s'] * 1e3:.2f} ms/it, "
-                  f"{'%.3f s' % ttt if ttt is not None else 'not reached'} to target {row['target']:.4g} "
+                  f"{f'{ttt:.3f} s' if ttt is not None else 'not reached'} to target {row['target']:.4g} "
                   f"({row['iters_to_target']} it), best {row['best_loss']:.4g}, {row['status']}, "
                   f"other cores {_busy(row):.2f} ({len(attempts)} attempt(s))", flush=True)
     sizes = {f"{ds}/{rg}": {"n": n, "width": m} for (ds, rg), (n, m) in SIZES[args.mode].items()}

@@ -233,7 +233,9 @@ def parent(args) -> dict:
             pr = subprocess.run(cmd, capture_output=True, text=True, timeout=args.cap * 4 + 300)
             wall = time.perf_counter() - t0
             if pr.returncode != 0:
-                row = {"regime": regime, "solver": solver, "setting": {"defaults": True}, "error": f"exit code {pr.returncode}: " + (pr.stderr[-2000:] or "(no stderr; killed, likely out of memory)")}
+                stderr = pr.stderr[-2000:] or "(no stderr; killed, likely out of memory)"
+                row = {"regime": regime, "solver": solver, "setting": {"defaults": True},
+                       "error": f"exit code {pr.returncode}: {stderr}"}
                 print(f"jax {regime} {solver}: ERROR {pr.stderr[-500:]}", flush=True)
             else:
                 row = json.loads(pr.stdout.strip().splitlines()[-1])
@@ -243,8 +245,9 @@ def parent(args) -> dict:
                     l0_checks[regime] = {"L0_jax": row["L0"], "L0_ref": ref[0], "ref_file": ref[1], "rel_diff": rel}
                 ttt = row["time_to_target_s"]
                 print(f"jax {regime} {solver}: jit {row['jit_s']:.2f} s, {row['median_step_s']*1e3:.1f} ms/iter, "
-                      f"{'%.3f s' % ttt if ttt is not None else 'not reached'} to target ({row['iters_to_target']} it), "
-                      f"best {row['best_loss']:.3g}, other cores {row['contention']['other_busy_cores']:.2f}", flush=True)
+                      f"{f'{ttt:.3f} s' if ttt is not None else 'not reached'} to target "
+                      f"({row['iters_to_target']} it), best {row['best_loss']:.3g}, "
+                      f"other cores {row['contention']['other_busy_cores']:.2f}", flush=True)
             row.update(idle_guard=guard, process_wall_s=wall)
             rows.append(row)
     import jax

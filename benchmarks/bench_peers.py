@@ -108,7 +108,7 @@ def run_gn(model, x, y, trace: Trace, setting: dict, max_iter: int) -> dict:
     h = res.history
     prev = 0.0
     best = math.inf
-    for tt, lo in zip(h["time"], h["loss"]):
+    for tt, lo in zip(h["time"], h["loss"], strict=True):
         best = min(best, lo)
         trace.add(tt - prev, lo)
         prev = tt
@@ -182,7 +182,6 @@ def run_lbfgs(model, x, y, trace: Trace, setting: dict, max_iter: int) -> dict:
 
 
 def run_scipy(model, x, y, trace: Trace, setting: dict, max_iter: int) -> dict:
-    import numpy as np
     import scipy.optimize as so
     import torch
     from torch.func import functional_call, jacrev, vmap
@@ -195,7 +194,7 @@ def run_scipy(model, x, y, trace: Trace, setting: dict, max_iter: int) -> dict:
     s = 1.0 / math.sqrt(n)  # residuals scaled so that 0.5‖r‖² = L
 
     def unflat(t):
-        return {k: v.reshape(sh) for k, v, sh in zip(names, torch.split(t, sizes), shapes)}
+        return {k: v.reshape(sh) for k, v, sh in zip(names, torch.split(t, sizes), shapes, strict=True)}
 
     def single(t, xi):
         return functional_call(model, unflat(t), (xi[None],))[0, 0]
@@ -304,7 +303,7 @@ def parent(args) -> dict:
         else:
             ttt = row["time_to_target_s"]
             print(f"peers {regime} {solver} {setting}: {row['median_step_s']*1e3:.2f} ms/iter, "
-                  f"{'%.3f s' % ttt if ttt is not None else 'not reached'} to target ({row['iters_to_target']} it), "
+                  f"{f'{ttt:.3f} s' if ttt is not None else 'not reached'} to target ({row['iters_to_target']} it), "
                   f"best {row['best_loss']:.3g}, other cores {row['contention']['other_busy_cores']:.2f}", flush=True)
     return {"regimes": REGIMES, "cap_s": args.cap, "scipy_cap_s": max(args.cap, args.scipy_cap),
             "max_iter": args.max_iter, "runs": rows,

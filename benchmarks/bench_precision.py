@@ -66,13 +66,14 @@ def child(regime: str, variant: str, out: str) -> dict:
         res = gn.fit(net, x, y, method="lm", steps=STEPS, solver=solver)
     h = res.history
     times = list(h["time"])
-    step_s = [b - a for a, b in zip([0.0] + times[:-1], times)]
+    step_s = [b - a for a, b in zip([0.0] + times[:-1], times, strict=False)]  # [] when no step ran
     theta = torch.cat([q.detach().reshape(-1) for q in params]).double()
     np.save(out, theta.numpy())
     return {
         "regime": regime, "variant": variant, "n": cfg["n"], "p": p, "width": cfg["width"], "solver": cls.__name__,
         "gram_dtype": "float64" if variant == "f32+gram64" else str(dtype).replace("torch.", ""),
-        "model_dtype": str(dtype).replace("torch.", ""), "steps": len(times), "accepted": int(sum(bool(a) for a in h["accepted"])),
+        "model_dtype": str(dtype).replace("torch.", ""), "steps": len(times),
+        "accepted": int(sum(bool(a) for a in h["accepted"])),
         "initial_loss": float(h["loss"][0]) if len(h["loss"]) else None,
         "final_loss": float(res.loss) if getattr(res, "loss", None) is not None else float(h["loss"][-1]),
         "history_loss": [float(v) for v in h["loss"]], "median_step_s": median(step_s), "step_s": step_s,
@@ -125,7 +126,8 @@ def parent(args) -> dict:
             if row["regime"] == regime and "error" not in row:
                 print(f"precision {regime} {row['variant']}: final loss {row['final_loss']:.6g}, "
                       f"{row['median_step_s']*1e3:.1f} ms/step, Δθ/‖θ‖ {row.get('rel_diff_params_vs_f64', 0):.2e}, "
-                      f"Δθ/‖θ−θ₀‖ {row.get('rel_diff_update_vs_f64') or 0:.2e}, accepted {row['accepted']}/{row['steps']}, "
+                      f"Δθ/‖θ−θ₀‖ {row.get('rel_diff_update_vs_f64') or 0:.2e}, "
+                      f"accepted {row['accepted']}/{row['steps']}, "
                       f"other cores {row['contention']['other_busy_cores']:.2f}", flush=True)
     return {"regimes": REGIMES, "steps": STEPS, "variants": VARIANTS, "runs": rows, "environment": environment()}
 

@@ -177,7 +177,8 @@ def run_sweep(mode: str, steps: int, idle_timeout: float, retries: int) -> dict[
             rec["cg_s_per_iter_per_np"] = rec["cg_s_per_iter"] / (rec["n"] * rec["p"])
             rec["rss_above_baseline_gb"] = rec["peak_rss_gb"] - base["peak_rss_gb"]
         runs.append(rec)
-        print({k: v for k, v in rec.items() if k not in ("step_times_s", "cg_converged", "contended_attempts")}, flush=True)
+        hidden = ("step_times_s", "cg_converged", "contended_attempts")
+        print({k: v for k, v in rec.items() if k not in hidden}, flush=True)
     ns, w_fixed = SWEEPS[mode]["n"]
     n_fixed, widths = SWEEPS[mode]["p"]
     return {
@@ -234,7 +235,8 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         conv = "" if all(r["cg_converged"]) else " (cap hit)"
         out.append(f"| {r['n']} | {fmt_size(r['p'])} | {r['first_step_s']:.1f} | {r['steady_s_per_step']:.2f} | "
                    f"{r['steady_s_per_step_per_np'] * 1e9:.2f} | {', '.join(map(str, r['cg_iterations']))}{conv} | "
-                   f"{r['cg_s_per_iter_per_np'] * 1e9:.3f} | {r['peak_rss_gb']:.2f} | {r['rss_above_baseline_gb']:.2f} | "
+                   f"{r['cg_s_per_iter_per_np'] * 1e9:.3f} | {r['peak_rss_gb']:.2f} | "
+                   f"{r['rss_above_baseline_gb']:.2f} | "
                    f"{r['loss_ratio']:.3g} | {r['contention']['other_busy_cores']:.2f} |")
     return out
 
@@ -262,7 +264,8 @@ def render(doc: dict[str, Any], json_name: str) -> str:
     n_head = len(lines)
     for r in doc["runs"]:
         for att in r.get("contended_attempts", []):
-            lines.append(f"Re-run: n = {r['n']}, p = {fmt_size(r['p'])}: an attempt with {att['contention']['other_busy_cores']:.2f} "
+            busy = att["contention"]["other_busy_cores"]
+            lines.append(f"Re-run: n = {r['n']}, p = {fmt_size(r['p'])}: an attempt with {busy:.2f} "
                          "other-process cores was discarded (kept in the JSON under `contended_attempts`).")
     errors = [r for r in doc["runs"] if "error" in r]
     for r in errors:
@@ -277,7 +280,8 @@ def render(doc: dict[str, Any], json_name: str) -> str:
             f"**Cost linear in n·p.** Over the {len(doc['runs']) - len(errors)} points the steady s / step / (n·p) "
             f"lies in [{lin['per_np_min'] * 1e9:.2f}, {lin['per_np_max'] * 1e9:.2f}] ns (max/min = "
             f"{lin['per_np_spread']:.2f}); the log–log slope of steady s / step is {lin['slope_n']:.2f} vs n "
-            f"(p = {fmt_size(p_fixed)}) and {lin['slope_p']:.2f} vs p (n = {n_fixed}), where 1 is linear. One CG iteration "
+            f"(p = {fmt_size(p_fixed)}) and {lin['slope_p']:.2f} vs p (n = {n_fixed}), where 1 is linear. "
+            "One CG iteration "
             f"(one product with J and one with Jᵀ) costs [{lin['cg_per_np_min'] * 1e9:.3f}, "
             f"{lin['cg_per_np_max'] * 1e9:.3f}] ns per n·p (max/min = {lin['cg_per_np_spread']:.2f}; slopes "
             f"{lin['cg_slope_n']:.2f} vs n, {lin['cg_slope_p']:.2f} vs p).", "",
@@ -306,7 +310,8 @@ def main() -> None:
     mode.add_argument("--quick", action="store_true", help="drop n = 10⁴ from the n sweep")
     mode.add_argument("--smoke", action="store_true", help="tiny sizes; writes files only with --out/--md")
     parser.add_argument("--idle-timeout", type=float, default=30.0, help="idle guard wait per point, s")
-    parser.add_argument("--retries", type=int, default=1, help=f"re-runs of a point disturbed by > {CONTENDED} other cores")
+    parser.add_argument("--retries", type=int, default=1,
+                        help=f"re-runs of a point disturbed by > {CONTENDED} other cores")
     parser.add_argument("--out", type=Path, help="results JSON (default results/scale_<date>_<HHMM>.json)")
     parser.add_argument("--md", type=Path, help="markdown output (default SCALE.md)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only re-render the markdown from a results JSON")

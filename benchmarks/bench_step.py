@@ -108,7 +108,8 @@ def bench_step_case(n: int, p: int, dtype: torch.dtype, repeats: int, peak: floa
         "lib_s": med["lib"], "bound_s": med["bound"], "lib_diag_s": med["lib_diag"], "retry_s": med["retry"],
         "ratio": med["lib"] / med["bound"], "ratio_diag": med["lib_diag"] / med["bound"],
         "ratio_best": min(ts["lib"]) / min(ts["bound"]),
-        "flops": flops, "gflops": gf, "peak_gflops": peak, "gemm_side_by_side_gflops": peak_here, "frac_peak": gf / peak,
+        "flops": flops, "gflops": gf, "peak_gflops": peak, "gemm_side_by_side_gflops": peak_here,
+        "frac_peak": gf / peak,
         "bound_frac_peak": flops / med["bound"] / 1e9 / peak,
     }
 
@@ -132,25 +133,40 @@ def breakdown(n: int, d: int, m: int, repeats: int, solver_name: str = "auto") -
     parts: dict[str, list[float]] = {k: [] for k in ("forward", "jacobian", "grad_colnorm", "prepare", "solve",
                                                      "trial_forward_cost", "predicted_reduction")}
     for _ in range(repeats):
-        sync(DEVICE); t0 = time.perf_counter(); u = prob.outputs(theta).detach(); sync(DEVICE); t1 = time.perf_counter()
-        jac = jac_of(theta); sync(DEVICE); t2 = time.perf_counter()
+        sync(DEVICE)
+        t0 = time.perf_counter()
+        u = prob.outputs(theta).detach()
+        sync(DEVICE)
+        t1 = time.perf_counter()
+        jac = jac_of(theta)
+        sync(DEVICE)
+        t2 = time.perf_counter()
         r = u - yt
         grad = rmatvec(jac, r) / n
         colsq = column_sq_norms(jac)
-        bool(torch.isfinite(grad).all()); float(colsq.max())
+        bool(torch.isfinite(grad).all())
+        float(colsq.max())
         t3 = time.perf_counter()
-        prep = solver.prepare(jac, r); sync(DEVICE); t4 = time.perf_counter()
-        delta, _ = solver.solve(prep, 1e-3 * n); sync(DEVICE); t5 = time.perf_counter()
-        uu = prob.outputs(theta + delta).detach(); float(0.5 * ((uu - yt) ** 2).mean()); t6 = time.perf_counter()
-        a_s = matvec(jac, delta); float(-(r @ a_s) - 0.5 * (a_s @ a_s)); t7 = time.perf_counter()
-        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
+        prep = solver.prepare(jac, r)
+        sync(DEVICE)
+        t4 = time.perf_counter()
+        delta, _ = solver.solve(prep, 1e-3 * n)
+        sync(DEVICE)
+        t5 = time.perf_counter()
+        uu = prob.outputs(theta + delta).detach()
+        float(0.5 * ((uu - yt) ** 2).mean())
+        t6 = time.perf_counter()
+        a_s = matvec(jac, delta)
+        float(-(r @ a_s) - 0.5 * (a_s @ a_s))
+        t7 = time.perf_counter()
+        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6), strict=True):
             parts[k].append(v)
     med = {k: median(v) for k, v in parts.items()}
     # the real thing: fit(method="lm") per-step wall time (history['time'] differences)
     steps = repeats + 1
     res = gn.fit(gn.MLP(d, width=m, alpha=1.0, seed=0).to(DEVICE), X, y, method="lm", steps=steps, solver=solver_name)
     tt = res.history["time"]
-    per_step = median([b - a for a, b in zip(tt[:-1], tt[1:])])
+    per_step = median([b - a for a, b in zip(tt[:-1], tt[1:], strict=True)])
     acc = sum(res.history["accepted"])
     parts_sum = sum(med.values())
     return {"n": n, "d": d, "m": m, "p": p, "form": solver_name if solver_name != "auto" else solver.name,
@@ -179,9 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
             out["step"].append(row)
             print(f"step {row['dtype']} n={n} p={p} {row['form']}: lib {row['lib_s']*1e3:.1f} ms, bound "
                   f"{row['bound_s']*1e3:.1f} ms, ratio {row['ratio']:.2f} (diag {row['ratio_diag']:.2f}), "
-                  f"{row['gflops']:.0f} GF/s = {100*row['frac_peak']:.0f}% peak, other cores {c.other_cores:.2f}", flush=True)
+                  f"{row['gflops']:.0f} GF/s = {100*row['frac_peak']:.0f}% peak, other cores {c.other_cores:.2f}",
+                  flush=True)
     # p = 2000 < n = 4000 ; p = 4000 > n = 1000; exact (auto) and inexact (truncated_cg) steps
-    cases = [(4000, 8, 250, "auto"), (1000, 8, 500, "auto"), (4000, 8, 250, "truncated_cg"), (1000, 8, 500, "truncated_cg")]
+    cases = [(4000, 8, 250, "auto"), (1000, 8, 500, "auto"),
+             (4000, 8, 250, "truncated_cg"), (1000, 8, 500, "truncated_cg")]
     for n, d, m, name in cases:
         guard = wait_idle()
         with Contention() as c:

@@ -38,7 +38,8 @@ def loss_vs_time(cpu: dict) -> None:
     for ax, regime in zip(axes, regimes, strict=True):
         runs = [r for r in cpu["peers"]["runs"] if r["regime"] == regime and r.get("trace")]
         for r in runs:
-            label = r["solver"] + ("" if not r["setting"] else " " + ",".join(f"{k}={v}" for k, v in r["setting"].items()))
+            setting = ",".join(f"{k}={v}" for k, v in r["setting"].items())
+            label = r["solver"] + (" " + setting if setting else "")
             ax.plot(r["trace"]["t"], r["trace"]["loss"], label=label)
         ax.axhline(runs[0]["target"], color="k", ls=":", lw=1, label="target")
         ax.set_yscale("log")
@@ -155,7 +156,8 @@ def time_vs_n_p(doc: dict) -> None:
         xs = [r[sweep] for r in rows]
         steady = all("steady_s_per_step" in r for r in rows)  # old files: fit wall / steps only
         ys = [r["steady_s_per_step" if steady else "s_per_step"] for r in rows]
-        ax.plot(xs, ys, "o-", label="steady s / step (median of steps 2..S)" if steady else "s / step (fit wall / steps)")
+        ax.plot(xs, ys, "o-",
+                label="steady s / step (median of steps 2..S)" if steady else "s / step (fit wall / steps)")
         if all("cg_solve_s" in r for r in rows):
             cg = [statistics.median(r["cg_solve_s"][1:] or r["cg_solve_s"]) for r in rows]
             ax.plot(xs, cg, "s--", mfc="none", label="of which CG solve (median of steps 2..S)")

@@ -265,7 +265,7 @@ def main() -> None:
                     continue
                 du = r.get("rel_diff_update_vs_f64")
                 w(f"| {regime} | {r['n']} | {r['p']} | {r['solver']} | {r['variant']} | {r['final_loss']:.6g} | {r['rel_diff_params_vs_f64']:.2e} | "
-                  f"{('%.2e' % du) if du is not None else '–'} | {r['accepted']}/{r['steps']} | {r['median_step_s']*1e3:.1f} | "
+                  f"{f'{du:.2e}' if du is not None else '–'} | {r['accepted']}/{r['steps']} | {r['median_step_s']*1e3:.1f} | "
                   f"{(r['median_step_s'] / base['median_step_s']) if base else float('nan'):.2f}× | {_cores_cell(r)} |")
         w("")
     pngs = [name for name in ("loss_vs_time.png", "step_vs_size.png", "time_vs_n_p.png", "memory_vs_p.png",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install the project with its test and plot extras.
+# Create .venv (if missing) and install the project with its dev extra (pytest, hypothesis, ruff,
+# mypy, matplotlib, scikit-learn).
 # torch is pinned FIRST to the CPU build 2.13.0 (an unpinned torch could pull a multi-GB CUDA build);
 # the package metadata itself only asks for torch>=2.3, which 2.13.0 satisfies.
 set -euo pipefail

@@ -1,6 +1,17 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite.
+# Set up (scripts/setup.sh), lint, type-check and run the whole test suite plus the doctests.
+# Extra arguments go to the main pytest run (e.g. `scripts/test.sh -k damping`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "== ruff"
+.venv/bin/ruff check src tests benchmarks examples
+echo "== mypy"
+.venv/bin/mypy  # files and options: [tool.mypy] in pyproject.toml
+echo "== pytest"
 .venv/bin/python -m pytest -q -n 2 "$@"
+echo "== doctests"
+# the >>> examples in the package's docstrings; the paper reproduction (experiments/, cli.py, moving
+# to the gaussnewton_paper package) is left out
+.venv/bin/python -m pytest -q --doctest-modules src/gaussnewton \
+  --ignore=src/gaussnewton/experiments --ignore=src/gaussnewton/cli.py

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-
 # Correctness tests: one BLAS thread per worker. With pytest-xdist's 2 workers on 2 cores, torch's
 # default of 2 threads each oversubscribes the machine and slows small ops by 10-100x.
 torch.set_num_threads(1)

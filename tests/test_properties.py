@@ -6,7 +6,6 @@ For random A (N, p), h (N,), ρ > 0 and positive diagonals D, the step δ of
 example database, seeds drawn by hypothesis feed a fixed torch Generator.
 """
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

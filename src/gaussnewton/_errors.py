@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -93,6 +93,14 @@ def check_in_range(
     return v
 
 
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: Literal[False] = ...) -> int: ...
+
+
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: bool) -> int | None: ...
+
+
 def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
     """Return ``int(value)`` after checking it is an integer >= 1 (or None if allowed).
 
@@ -117,7 +125,7 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
         raise GaussNewtonError(
             f"`{name}` must be one of {', '.join(repr(c) for c in options)}; got {value!r}."
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def to_float_tensor(

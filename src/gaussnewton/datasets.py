@@ -43,9 +43,16 @@ def single_index(
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: X (n, d) with unit rows, y (n,).
+
+    Example:
+        >>> import torch
+        >>> from gaussnewton.datasets import single_index
+        >>> X, y = single_index(50, 3, seed=0)
+        >>> X.shape, y.shape, torch.allclose(X.norm(dim=1), torch.ones(50, dtype=X.dtype))
+        (torch.Size([50, 3]), torch.Size([50]), True)
     """
-    n = int(check_positive_int("n", n))  # type: ignore[arg-type]
-    d = int(check_positive_int("d", d))  # type: ignore[arg-type]
+    n = check_positive_int("n", n)
+    d = check_positive_int("d", d)
     noise = check_nonneg("noise", noise)
     if not 0 < float(spread) <= 1:
         raise GaussNewtonError(f"`spread` must lie in (0, 1]; got spread = {spread!r}.")
@@ -89,11 +96,17 @@ def california_housing(
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: X (n, 8), y (n,).
+
+    Example:
+        >>> from gaussnewton.datasets import california_housing
+        >>> X, y = california_housing(1000, seed=0)
+        >>> X.shape, y.shape
+        (torch.Size([1000, 8]), torch.Size([1000]))
     """
     data = _load_california()
     total = data.shape[0]
     if n is not None:
-        n = int(check_positive_int("n", n))  # type: ignore[arg-type]
+        n = check_positive_int("n", n)
         if n > total:
             raise GaussNewtonError(f"`n` must be at most {total} (the data set size); got n = {n}.")
     x, y = data[:, :8], data[:, 8]

@@ -106,6 +106,15 @@ class Loss(ABC):
         mu: strong-convexity constant of ℓ in u (0 if not strongly convex).
         L: smoothness constant of ℓ in u.
         multi_output: True if u is (n, k) logits and y (n,) class labels.
+
+    Example:
+        >>> import torch
+        >>> from gaussnewton.losses import get_loss
+        >>> loss = get_loss("logistic")
+        >>> u, y = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 0.0, 1.0])
+        >>> c = loss.curvature(u, y)
+        >>> torch.allclose(c.apply_t(c.h), loss.grad(u, y))  # the factorization: Bᵀh = g
+        True
     """
 
     name: str = ""
@@ -167,6 +176,9 @@ class PseudoHuber(_Elementwise):
     """ℓ = δ²(√(1 + (r/δ)²) − 1), r = u − y; quadratic near 0, linear in the tails.
 
     Λ = (1 + (r/δ)²)^(−3/2) ∈ (0, 1]: L = 1 and no global μ > 0.
+
+    Args:
+        delta: transition scale δ > 0.
     """
 
     name = "pseudo_huber"
@@ -174,9 +186,6 @@ class PseudoHuber(_Elementwise):
     L = 1.0
 
     def __init__(self, delta: float = 1.0) -> None:
-        """Args:
-        delta: transition scale δ > 0.
-        """
         self.delta = check_positive("delta", delta)
 
     def value(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -283,6 +292,14 @@ def get_loss(loss: str | Loss) -> Loss:
 
     Raises:
         GaussNewtonError: for an unknown name or a wrong type.
+
+    Example:
+        >>> import torch
+        >>> from gaussnewton.losses import get_loss
+        >>> get_loss("squared").value(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 1.0]))
+        tensor([0.5000, 2.0000])
+        >>> get_loss("pseudo_huber")
+        PseudoHuber(delta=1.0)
     """
     if isinstance(loss, Loss):
         return loss

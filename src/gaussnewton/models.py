@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from ._errors import GaussNewtonError, check_choice, check_positive, check_posit
 
 __all__ = ["ACTIVATIONS", "MLP", "activation_constants"]
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "softplus": nn.functional.softplus,
@@ -38,14 +39,21 @@ ACTIVATIONS = {
 
 
 def activation_constants(name: str) -> dict[str, float]:
-    """c_σ = 1/E[σ(z)²] and σ₀, σ₁, σ₂ (sup of |σ|, |σ'|, |σ''| on the real line; ∞ if
-    unbounded), computed numerically (Gauss–Hermite quadrature and a dense grid).
+    """Return c_σ = 1/E[σ(z)²] and the bounds σ₀, σ₁, σ₂ of an activation, computed numerically.
+
+    σ₀, σ₁, σ₂ are the sups of |σ|, |σ'|, |σ''| on the real line (∞ if unbounded); the
+    expectation over z ~ N(0, 1) uses Gauss–Hermite quadrature, the sups a dense grid.
 
     Args:
         name: activation name.
 
     Returns:
         dict[str, float]: ``c_sigma``, ``sigma0``, ``sigma1``, ``sigma2``.
+
+    Example:
+        >>> from gaussnewton.models import activation_constants
+        >>> {k: round(v, 4) for k, v in activation_constants("tanh").items()}
+        {'c_sigma': 2.5362, 'sigma0': 1.0, 'sigma1': 1.0, 'sigma2': 0.7698}
     """
     fn = ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]
     nodes, weights = np.polynomial.hermite_e.hermegauss(120)
@@ -86,9 +94,16 @@ class MLP(nn.Module):
     Example:
         >>> import torch, gaussnewton as gn
         >>> net = gn.MLP(3, width=16, seed=0)
-        >>> net(torch.randn(5, 3, dtype=torch.float64)).shape
+        >>> x = torch.randn(5, 3, dtype=torch.float64)
+        >>> net(x).shape
         torch.Size([5])
+        >>> sum(q.numel() for q in net.parameters() if q.requires_grad)  # p = m·d (c frozen)
+        48
+        >>> float(net(x).detach().abs().max())  # re-centred: the initial prediction is 0
+        0.0
     """
+
+    c0: torch.Tensor  # frozen copy of the output layer at θ_0 (a buffer; only with recenter)
 
     def __init__(
         self,
@@ -106,7 +121,7 @@ class MLP(nn.Module):
         super().__init__()
         d = check_positive_int("in_features", in_features)
         m = check_positive_int("width", width)
-        depth = int(check_positive_int("depth", depth))  # type: ignore[arg-type]
+        depth = check_positive_int("depth", depth)
         check_choice("activation", activation, ACTIVATIONS)
         if activation == "relu":
             warnings.warn("activation='relu' is not smooth: the paper's theory assumes a smooth σ "
@@ -120,18 +135,20 @@ class MLP(nn.Module):
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         dims = [d] + [m] * depth
         self.hidden = nn.ModuleList()
+        layers: list[nn.Linear] = []
         for h in range(depth):
             layer = nn.Linear(dims[h], m, bias=False, dtype=dtype)
             with torch.no_grad():
                 layer.weight.copy_(torch.randn(m, dims[h], generator=gen, dtype=dtype))
             self.hidden.append(layer)
+            layers.append(layer)
         signs = torch.randint(0, 2, (m,), generator=gen).to(dtype) * 2 - 1
         self.output = nn.Linear(m, 1, bias=False, dtype=dtype)
         with torch.no_grad():
             self.output.weight.copy_(signs[None, :])
         self.output.weight.requires_grad_(bool(train_output_layer))
         if self.recenter:
-            for h, layer in enumerate(self.hidden):
+            for h, layer in enumerate(layers):
                 self.register_buffer(f"w0_{h}", layer.weight.detach().clone())
             self.register_buffer("c0", signs.clone())
 

@@ -16,6 +16,11 @@ class Termination(enum.Enum):
     """Why a solver stopped. ``value`` is the status code (SciPy's codes where they exist).
 
     ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`.
+
+    Example:
+        >>> from gaussnewton import Termination
+        >>> Termination(1), Termination(1).success, Termination.NONFINITE.success
+        (<Termination.GTOL: 1>, True, False)
     """
 
     MAX_EVALS = 0

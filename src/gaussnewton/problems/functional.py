@@ -97,7 +97,7 @@ class FunctionProblem(Problem):
 
             return self._tuned_lanes(column, basis, cap).T
         basis = torch.eye(n, dtype=self.dtype, device=self.device)
-        _, vjp_fn = torch.func.vjp(self.fun, theta)
+        vjp_fn = torch.func.vjp(self.fun, theta)[1]
         cap = chunk_size_for(n, _LANE_COPIES * p * itemsize, self.memory_budget)
         return self._tuned_lanes(lambda u: vjp_fn(u)[0], basis, cap)
 

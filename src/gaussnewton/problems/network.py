@@ -82,7 +82,7 @@ class NetworkProblem(Problem):
             raise GaussNewtonError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
         self.model = model
         self.x = x
-        named_all = list(model.named_parameters())
+        named_all: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
         if params is None:
             named = [(n, p) for n, p in named_all if p.requires_grad]
         else:
@@ -172,7 +172,7 @@ class NetworkProblem(Problem):
     def _batch_rows(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact Jacobian rows of the first two samples from full-batch VJPs (the reference)."""
         rows = min(2, self.x.shape[0]) * (self.n_outputs // self.x.shape[0])
-        _, vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
+        vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)[1]
         basis = torch.eye(self.n_outputs, dtype=self.dtype, device=self.device)[:rows]
         return torch.stack([vjp_fn(e)[0] for e in basis])
 
@@ -242,7 +242,7 @@ class NetworkProblem(Problem):
         if self.per_sample:
             return self._autodiff_jacobian(theta, self.x)
         # samples interact (batch statistics): reverse mode over the whole batch, N VJPs
-        _, vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
+        vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)[1]
         basis = torch.eye(self.n_outputs, dtype=self.dtype, device=self.device)
         itemsize = torch.finfo(self.dtype).bits // 8
         chunk = chunk_size_for(self.n_outputs, 4 * self.n_params * itemsize, self.memory_budget)
