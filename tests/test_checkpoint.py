@@ -1,6 +1,5 @@
 """Checkpoints: a run killed with SIGKILL and resumed ends exactly like an uninterrupted one."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 import gaussnewton as gn
 from gaussnewton.damping import (

@@ -100,7 +100,7 @@ def test_generalized_gn_step_matches_dense_ggn(loss):
         loss_fn = gn.losses.get_loss(loss)
         u = net(X).detach()
         g = loss_fn.grad(u, y)
-        lam = torch.func.vmap(torch.func.grad(torch.func.grad(lambda a, b: loss_fn.value(a, b))))(u, y)
+        lam = torch.func.vmap(torch.func.grad(torch.func.grad(lambda a, b, f=loss_fn: f.value(a, b))))(u, y)
         n, p = jac.shape
         rho = 1e-2
         ggn = jac.T @ (lam[:, None] * jac) / n + rho * torch.eye(p, dtype=jac.dtype)

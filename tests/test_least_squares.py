@@ -139,6 +139,7 @@ def test_verbose_table(capsys):
 
 
 def test_float32_and_dtype_kept():
-    res = gn.least_squares(lambda x: x**2 - 2.0, torch.tensor([1.0], dtype=torch.float32), ftol=1e-6, xtol=1e-6, gtol=1e-6)
+    res = gn.least_squares(lambda x: x**2 - 2.0, torch.tensor([1.0], dtype=torch.float32),
+                           ftol=1e-6, xtol=1e-6, gtol=1e-6)
     assert res.x.dtype == torch.float32
     assert abs(float(res.x[0]) - math.sqrt(2)) < 1e-5

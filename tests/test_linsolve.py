@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from conftest import random_matrix
 from gaussnewton.linsolve import (
     CGSolver,
     KernelSolver,
@@ -16,6 +15,8 @@ from gaussnewton.linsolve import (
     lanczos_extremes,
 )
 from gaussnewton.operators import JacobianOperator
+
+from conftest import random_matrix
 
 SHAPES = [(40, 12), (12, 40)]  # N > p and N < p
 

@@ -242,7 +242,7 @@ def test_mini_batch_loop_with_cross_entropy_learns():
     labels = (x[:, 0] * x[:, 1] > 0).long()  # XOR-like quadrants
     net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2)).double()
     opt = GaussNewton(net.parameters())
-    for epoch in range(6):
+    for _epoch in range(6):
         for idx in torch.randperm(200, generator=gen).split(50):
             opt.step(lambda idx=idx: (net(x[idx]), labels[idx], "cross_entropy"))
     accuracy = float((net(x).argmax(1) == labels).double().mean())

@@ -13,9 +13,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from gaussnewton import GaussNewtonError
 from gaussnewton.sklearn import GNClassifier, GNRegressor
 
-
-
-
 # Small networks and few steps keep the ~45 checks per estimator fast.
 CHECKED = [
     GNRegressor(hidden_layer_sizes=(8,), max_iter=8),

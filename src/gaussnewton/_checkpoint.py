@@ -5,8 +5,9 @@ A checkpoint is a :class:`~gaussnewton._state.SolverState` in its plain-data for
 run's fingerprint; it loads with ``torch.load(weights_only=True)``, so resuming never unpickles
 arbitrary objects. It is written to a temporary file unique to the writer and renamed over
 ``path`` with :func:`os.replace`, so a process killed mid-write (even by SIGKILL) leaves either
-the previous or the new checkpoint, never a torn file. Resuming recomputes the outputs at the saved parameters, so a resumed run produces the
-same iterates as an uninterrupted one (same device, deterministic model).
+the previous or the new checkpoint, never a torn file. Resuming recomputes the outputs at the
+saved parameters, so a resumed run produces the same iterates as an uninterrupted one (same
+device, deterministic model).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Checkpointer:
         if not isinstance(path, (str, os.PathLike)):
             raise GaussNewtonError(f"`checkpoint` must be a file path; got {type(path).__name__}.")
         self.path = Path(path)
-        self.every = int(check_positive_int("checkpoint_every", every))  # type: ignore[arg-type]
+        self.every = check_positive_int("checkpoint_every", every)
         self.fingerprint = {k: str(v) for k, v in fingerprint.items()}
         self.last_saved = -1
         self.writer = writer  # only rank 0 writes under a process group

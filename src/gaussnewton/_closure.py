@@ -1,5 +1,7 @@
-r"""The closure side of :class:`gaussnewton.optim.GaussNewton`: what an opaque closure returned,
-its Jacobian by batched reverse mode, and the objective the shared Stepper minimizes.
+r"""The closure side of :class:`gaussnewton.optim.GaussNewton`.
+
+What an opaque closure returned, its Jacobian by batched reverse mode, and the objective the
+shared Stepper minimizes.
 
 The closure reads the module's parameters directly, so the Jacobian of its output with respect
 to the optimizer's parameters is built by reverse mode: one batched VJP
@@ -136,7 +138,8 @@ def _evaluate(closure: Closure, grad: bool) -> _Evaluation:
                 "or a (prediction, target, loss) triple; got a scalar (0-d tensor). Return the residuals, "
                 "not the loss, and do not call backward() in the closure."
             )
-        u, y, loss = out, torch.zeros((), dtype=out.dtype, device=out.device), Squared()
+        loss: Loss = Squared()
+        u, y = out, torch.zeros((), dtype=out.dtype, device=out.device)
     elif isinstance(out, (tuple, list)) and len(out) == 3:
         u, y, loss = out[0], out[1], get_loss(out[2])
         if not isinstance(u, torch.Tensor) or not isinstance(y, torch.Tensor):

@@ -125,7 +125,7 @@ def predicted_reduction(a: torch.Tensor | LinearOperator, h: torch.Tensor, step:
 
 
 def gain_ratio(actual: float, predicted: float) -> float:
-    """actual / predicted reduction; −inf for a non-finite or non-decreasing trial."""
+    """Actual / predicted reduction; −inf for a non-finite or non-decreasing trial."""
     if not math.isfinite(actual):
         return -math.inf
     if predicted <= 0:

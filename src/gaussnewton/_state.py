@@ -72,7 +72,7 @@ class SolverState:
 
     @property
     def progress(self) -> float:
-        """cost / initial cost (0 for a zero initial cost)."""
+        """Cost / initial cost (0 for a zero initial cost)."""
         return self.cost / self.cost0 if self.cost0 > 0 else 0.0
 
     def to_dict(self, params: bool = True) -> dict[str, Any]:

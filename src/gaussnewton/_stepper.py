@@ -132,7 +132,8 @@ class Stepper:
         theta = theta0.detach().clone()
         u, cost = obj.evaluate(theta)
         if not math.isfinite(cost):
-            raise NonFiniteError(f"The cost at `{start_name}` must be finite; got {cost} (check the inputs and the model).")
+            raise NonFiniteError(f"The cost at `{start_name}` must be finite; got {cost} "
+                                 "(check the inputs and the model).")
         return SolverState(theta=theta, theta0=theta.clone(), cost=cost, cost0=cost, outputs=u,
                            history=History() if history else None)
 
@@ -278,8 +279,9 @@ class Stepper:
         st = self.stopping
         x_norm = float(torch.linalg.vector_norm(state.theta))
         nxt: Termination | Trial | None = None
-        if self.callback is not None and self.callback(
-                IterationInfo(state.nit, state.theta.clone(), state.cost, gnorm, trial.rho, out.step_norm, out.accepted)):
+        info = IterationInfo(state.nit, state.theta.clone(), state.cost, gnorm, trial.rho, out.step_norm,
+                             out.accepted) if self.callback is not None else None
+        if self.callback is not None and self.callback(info):  # type: ignore[arg-type]
             nxt = Termination.CALLBACK
         elif out.accepted:
             if st.target_cost is not None and state.cost <= st.target_cost:

@@ -9,8 +9,8 @@ linear solvers run unchanged and never see ranks:
 * cost ``Σ_j ℓ_j``, gradient ``Aᵀh``, predicted reduction ``hᵀAs, ‖As‖²``,
   ``diag(AᵀA)``: ``all_reduce(SUM)``;
 * **p-space path** (``solver="normal"``, chosen when N ≥ p): ``AᵀA`` (p×p) and ``Aᵀh`` are
-  all-reduced (``gram("params")``, ``rmv``), then every rank factors the same p×p matrix. Bytes moved per iterate and rank
-  (ring all-reduce): about ``2·(p² + p)·itemsize``, independent of n;
+  all-reduced (``gram("params")``, ``rmv``), then every rank factors the same p×p matrix.
+  Bytes moved per iterate and rank (ring all-reduce): about ``2·(p² + p)·itemsize``, independent of n;
 * **matrix-free path** (``solver="cg"``, chosen beyond the memory budget): every CG product
   ``Σ_r A_rᵀ(A_r v)`` is one all-reduce of p numbers, ``2·p·itemsize`` bytes per CG iteration;
 * **n-space path** (``solver="kernel"``, chosen when N < p): the Jacobian blocks ``A_r``

@@ -161,7 +161,7 @@ def fit(
     method = check_choice("method", method, ("gn", "lm", "gd"))
     dynamics = check_choice("dynamics", dynamics, ("discrete", "euler"))
     lr = check_positive("lr", lr)
-    steps = int(check_positive_int("steps", steps))  # type: ignore[arg-type]
+    steps = check_positive_int("steps", steps)
     if verbose not in (0, 1, 2):
         raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
     loss_fn = get_loss(loss)

@@ -114,7 +114,8 @@ def least_squares(
             warnings.warn(f"`{name}` = {tol} is below machine epsilon ({eps:.3g}) and effectively disables that test.",
                           UserWarning, stacklevel=2)
     if ftol == 0 and xtol == 0 and gtol == 0 and max_nfev is None:
-        raise GaussNewtonError("At least one of `ftol`, `xtol`, `gtol` must be > 0, or `max_nfev` set; got all tolerances 0.")
+        raise GaussNewtonError("At least one of `ftol`, `xtol`, `gtol` must be > 0, or `max_nfev` set; "
+                               "got all tolerances 0.")
     check_positive_int("max_nfev", max_nfev, allow_none=True)
     if verbose not in (0, 1, 2):
         raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")

@@ -353,7 +353,7 @@ def gram_spectrum(a: torch.Tensor | LinearOperator) -> torch.Tensor:
 
 
 def diag_max_estimate(a: torch.Tensor | LinearOperator, colsq: torch.Tensor | None) -> float:
-    """max diag(AᵀA) from the column norms, or (matrix-free) a Hutchinson estimate of trace(AᵀA)/p.
+    """Max diag(AᵀA) from the column norms, or (matrix-free) a Hutchinson estimate of trace(AᵀA)/p.
 
     Args:
         a: dense (N, p) or an operator.

@@ -91,8 +91,10 @@ def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str, alp
 
 
 def _relative_decrease_stopper(tol: float) -> Any:
-    """Callback for :func:`gaussnewton.fit`: stop once an accepted step lowers the loss by less
-    than ``tol``·loss (scikit-learn's ``tol`` on the loss, without its patience counter)."""
+    """Callback for :func:`gaussnewton.fit`: stop once an accepted step gains < ``tol``·loss.
+
+    scikit-learn's ``tol`` on the loss, without its patience counter.
+    """
     last: list[float] = []
 
     def callback(info: IterationInfo) -> bool:
@@ -133,11 +135,11 @@ class _GNMLPBase(BaseEstimator):
 
     def _check_params(self) -> tuple[int, ...]:
         """Validate the hyper-parameters (at fit time, as scikit-learn requires)."""
-        sizes = self.hidden_layer_sizes
+        sizes: Any = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = (sizes,)
+            sizes = (int(sizes),)
         if not isinstance(sizes, (tuple, list)) or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and int(s) >= 1 for s in sizes
         ):
             raise GaussNewtonError(
                 f"`hidden_layer_sizes` must be a tuple of integers >= 1 (e.g. (50,)); got {self.hidden_layer_sizes!r}."

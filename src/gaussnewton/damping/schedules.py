@@ -84,8 +84,10 @@ class _KappaTimesLambda(Schedule):
     needs_spectrum = True
 
     def __init__(self, kappa: float = 1.0) -> None:
-        """Args:
-        kappa: κ > 0.
+        """Validate and store the settings.
+
+        Args:
+            kappa: κ > 0.
         """
         self.kappa = check_positive("kappa", kappa)
 

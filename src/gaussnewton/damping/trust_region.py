@@ -65,8 +65,9 @@ class Nielsen(TrustRegionRule):
 
 
 class Marquardt(TrustRegionRule):
-    """Marquardt (1963): divide ρ by ``down`` after a successful step, multiply by ``up`` after
-    a failed one; optional MINPACK-style scaling D = diag(JᵀJ).
+    """Marquardt (1963): ρ ÷ ``down`` after a successful step, ρ × ``up`` after a failed one.
+
+    Optional MINPACK-style scaling D = diag(JᵀJ).
 
     Args:
         rho0: initial damping (default: τ·max diag(JᵀJ)).

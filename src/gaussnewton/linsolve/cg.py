@@ -44,20 +44,22 @@ class CGSolver(LinearSolver):
         self, *, rtol: float = 1e-10, atol: float = 0.0, max_iter: int | None = None,
         recompute_every: int = 50, preconditioner: str | None = None,
     ) -> None:
-        """Args:
-        rtol: relative tolerance on the CG residual.
-        atol: absolute tolerance on the CG residual.
-        max_iter: iteration cap; None means 2·p (default of scipy's cg is 10·p).
-        recompute_every: recompute the true residual this often.
-        preconditioner: None or ``"jacobi"`` (diagonal of ``AᵀA + ρD``; needs a dense ``A``
-            or an operator with ``column_sq_norms``, else CG runs unpreconditioned).
+        """Validate and store the settings.
+
+        Args:
+            rtol: relative tolerance on the CG residual.
+            atol: absolute tolerance on the CG residual.
+            max_iter: iteration cap; None means 2·p (default of scipy's cg is 10·p).
+            recompute_every: recompute the true residual this often.
+            preconditioner: None or ``"jacobi"`` (diagonal of ``AᵀA + ρD``; needs a dense ``A``
+                or an operator with ``column_sq_norms``, else CG runs unpreconditioned).
         """
         self.rtol = check_positive("rtol", rtol)
         if atol < 0:
             raise GaussNewtonError(f"`atol` must be >= 0; got atol = {atol!r}.")
         self.atol = float(atol)
         self.max_iter = check_positive_int("max_iter", max_iter, allow_none=True)
-        self.recompute_every = int(check_positive_int("recompute_every", recompute_every))  # type: ignore[arg-type]
+        self.recompute_every = check_positive_int("recompute_every", recompute_every)
         if preconditioner is not None:
             check_choice("preconditioner", preconditioner, ("jacobi",))
         self.preconditioner = preconditioner
@@ -79,7 +81,7 @@ class CGSolver(LinearSolver):
         colsq = prepared.cache.get("colsq")
         m_inv = None
         if colsq is not None:
-            m_diag = colsq + rho * (1.0 if d is None else d)  # type: ignore[operator]
+            m_diag = colsq + rho * (1.0 if d is None else d)
             tiny = torch.finfo(b.dtype).eps * max(float(m_diag.max()), torch.finfo(b.dtype).tiny)
             m_inv = 1.0 / m_diag.clamp_min(tiny)
         p = b.shape[0]
@@ -153,9 +155,11 @@ def lanczos_extremes(a: torch.Tensor | LinearOperator) -> torch.Tensor:
 
 
 def truncated_cg() -> CGSolver:
-    """The inexact GN solver behind ``solver="truncated_cg"``: Jacobi-preconditioned CG stopped at
-    ``rtol = 1e-2`` or 20 iterations (at most 20 products with ``A`` and 20 with ``Aᵀ`` per trial
-    step instead of a Gram matrix and its factorization; the trust-region test guards the
-    inexact step). Its iteration count, unlike an exact step's, grows with the conditioning of
-    the Gram matrix (docs/choosing.md)."""
+    """The inexact GN solver behind ``solver="truncated_cg"``.
+
+    Jacobi-preconditioned CG stopped at ``rtol = 1e-2`` or 20 iterations (at most 20 products
+    with ``A`` and 20 with ``Aᵀ`` per trial step instead of a Gram matrix and its factorization;
+    the trust-region test guards the inexact step). Its iteration count, unlike an exact step's,
+    grows with the conditioning of the Gram matrix (docs/choosing.md).
+    """
     return CGSolver(rtol=1e-2, max_iter=20, preconditioner="jacobi")

@@ -26,9 +26,11 @@ class NormalSolver(LinearSolver):
     name = "normal"
 
     def __init__(self, gram_dtype: torch.dtype | None = None) -> None:
-        """Args:
-        gram_dtype: dtype in which the Gram matrix is formed and factored (e.g. float64 for
-            a float32 Jacobian); None keeps A's dtype.
+        """Validate and store the settings.
+
+        Args:
+            gram_dtype: dtype in which the Gram matrix is formed and factored (e.g. float64 for
+                a float32 Jacobian); None keeps A's dtype.
         """
         self.gram_dtype = gram_dtype
 
@@ -57,8 +59,10 @@ class KernelSolver(LinearSolver):
     name = "kernel"
 
     def __init__(self, gram_dtype: torch.dtype | None = None) -> None:
-        """Args:
-        gram_dtype: dtype in which the kernel is formed and factored; None keeps A's dtype.
+        """Validate and store the settings.
+
+        Args:
+            gram_dtype: dtype in which the kernel is formed and factored; None keeps A's dtype.
         """
         self.gram_dtype = gram_dtype
 

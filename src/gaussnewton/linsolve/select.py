@@ -23,8 +23,10 @@ class AutoSolver:
     """
 
     def __init__(self, memory_budget: float = DEFAULT_MEMORY_BUDGET) -> None:
-        """Args:
-        memory_budget: bytes allowed for the dense Jacobian and Gram matrix.
+        """Validate and store the settings.
+
+        Args:
+            memory_budget: bytes allowed for the dense Jacobian and Gram matrix.
         """
         self.memory_budget = check_positive("memory_budget", memory_budget)
 

@@ -61,12 +61,11 @@ class Problem(ABC):
 
     def jvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """J v, shape (N,)."""
-        _, out = torch.func.jvp(lambda t: self.outputs(t).reshape(-1), (theta,), (v,))
-        return out
+        return torch.func.jvp(lambda t: self.outputs(t).reshape(-1), (theta,), (v,))[1]
 
     def vjp(self, theta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Jᵀ u, shape (p,)."""
-        _, fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)
+        fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)[1]
         return fn(u)[0]
 
     def operator(self, theta: torch.Tensor) -> FunctionOperator:
@@ -77,7 +76,7 @@ class Problem(ABC):
             # (harmless, torch 2.13); silence exactly that message.
             warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
             _, jvp_fn = torch.func.linearize(flat, theta)
-        _, vjp_fn = torch.func.vjp(flat, theta)
+        vjp_fn = torch.func.vjp(flat, theta)[1]
         return FunctionOperator(
             shape=(self.n_outputs, self.n_params),
             mv_fn=jvp_fn,

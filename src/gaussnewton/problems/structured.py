@@ -150,8 +150,10 @@ class StructuredJacobian(LinearOperator):
         return k
 
     def column_sq_norms(self) -> torch.Tensor:
-        """diag((diag(s)J)ᵀ(diag(s)J)), (p,), without forming J (computed once per object: the
-        driver and a Jacobi-preconditioned CG both ask for it)."""
+        """diag((diag(s)J)ᵀ(diag(s)J)), (p,), without forming J.
+
+        Computed once per object: the Stepper and a Jacobi-preconditioned CG both ask for it.
+        """
         if "colsq" not in self._memo:
             self._memo["colsq"] = self._column_sq_norms()
         return self._memo["colsq"]
@@ -189,8 +191,7 @@ class StructuredJacobian(LinearOperator):
 
 
 def linear_layers(model: nn.Module, trained: set[str]) -> list[tuple[str, nn.Linear]] | None:
-    """The ``nn.Linear`` modules holding every trained parameter, or None if some trained
-    parameter lives elsewhere."""
+    """The ``nn.Linear`` modules holding every trained parameter (None if one lives elsewhere)."""
     owners: dict[str, tuple[str, nn.Linear]] = {}
     for mod_name, mod in model.named_modules():
         if isinstance(mod, nn.Linear):
