@@ -243,7 +243,9 @@ class Stepper:
 
         return DampingContext(iteration=state.nit, lambda_min=lam_min, lambda_min_kernel=lam_min_kernel,
                               lambda_min_curvature=obj.reducer.min(lin.curvature.lambda_min),
-                              diag_max=diag_max_estimate(lin.a, colsq) / unit, progress=state.progress)
+                              # gradient descent has no damping: skip the (matrix-free: 4 JVPs) estimate
+                              diag_max=diag_max_estimate(lin.a, colsq) / unit if self.rule.uses_solver else math.nan,
+                              progress=state.progress)
 
     def _try(self, obj: Objective, lin: Linearization, prepared: Prepared | None, state: SolverState,
              trial: Trial) -> _Outcome:

@@ -8,6 +8,7 @@ It knows nothing about losses, damping or linear solvers.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 from abc import ABC, abstractmethod
 
 import torch
@@ -69,18 +70,33 @@ class Problem(ABC):
         return fn(u)[0]
 
     def operator(self, theta: torch.Tensor) -> FunctionOperator:
-        """J at θ as a matrix-free operator; the linearization is computed once and reused."""
+        """J at θ as a matrix-free operator; each linearization is built on first use and reused.
+
+        ``Jᵀu`` needs one ``torch.func.vjp`` (one forward pass); ``Jv`` a ``torch.func.linearize``
+        (a traced forward, several times dearer), so gradient descent, which only takes ``Jᵀh``,
+        never pays for it.
+        """
         flat = lambda t: self.outputs(t).reshape(-1)  # noqa: E731
-        with warnings.catch_warnings():
-            # torch.func.linearize's constant folding warns about an internal get_attr node
-            # (harmless, torch 2.13); silence exactly that message.
-            warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
-            _, jvp_fn = torch.func.linearize(flat, theta)
-        vjp_fn = torch.func.vjp(flat, theta)[1]
+        cache: dict[str, Any] = {}
+
+        def jvp_fn(v: torch.Tensor) -> torch.Tensor:
+            if "jvp" not in cache:
+                with warnings.catch_warnings():
+                    # torch.func.linearize's constant folding warns about an internal get_attr
+                    # node (harmless, torch 2.13); silence exactly that message.
+                    warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
+                    cache["jvp"] = torch.func.linearize(flat, theta)[1]
+            return cache["jvp"](v)
+
+        def vjp_fn(u: torch.Tensor) -> torch.Tensor:
+            if "vjp" not in cache:
+                cache["vjp"] = torch.func.vjp(flat, theta)[1]
+            return cache["vjp"](u)[0]
+
         return FunctionOperator(
             shape=(self.n_outputs, self.n_params),
             mv_fn=jvp_fn,
-            rmv_fn=lambda u: vjp_fn(u)[0],
+            rmv_fn=vjp_fn,
             dense_fn=lambda: self.jacobian(theta),
             dtype_=self.dtype,
             device_=self.device,
