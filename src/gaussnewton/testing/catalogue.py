@@ -1,4 +1,4 @@
-"""Catalogue of standard nonlinear least-squares test problems.
+"""Catalogue of standard nonlinear least-squares test problems (:mod:`gaussnewton.testing.catalogue`).
 
 This module collects classic benchmark problems for Gauss-Newton /
 Levenberg-Marquardt solvers:
@@ -37,7 +37,7 @@ problem has several minima, ``min_cost``/``x_star`` describe the global one and
 ``source`` says so (and names the local minimum that solvers often reach).
 
 Example:
-    >>> from gaussnewton.problems.catalogue import get_problem
+    >>> from gaussnewton.testing.catalogue import get_problem
     >>> prob = get_problem("rosenbrock")
     >>> x0 = prob.x0_tensor()
     >>> cost = 0.5 * prob.fun(x0).square().sum()
