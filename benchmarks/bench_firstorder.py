@@ -1,6 +1,6 @@
 """First-order baselines on the paper's problems: gaussnewton LM vs Adam and L-BFGS.
 
-Problems (as built by ``gaussnewton reproduce``, experiments/runner.py): ``gn.MLP(d, width=m,
+Problems (as built by ``gaussnewton reproduce``, gaussnewton_paper/runner.py): ``gn.MLP(d, width=m,
 alpha=α, seed=1000)`` (H = 1, tanh, N(0, 1) hidden weights, frozen ±1 output layer, re-centred,
 so p = m·d and u(θ₀) = 0) on ``gn.datasets.single_index(n, 5, seed=0)`` (noise 0.1) or
 ``gn.datasets.california_housing(n, seed=0)`` (d = 8), float64, torch threads as found.
@@ -61,7 +61,7 @@ sys.path.insert(0, str(HERE))
 from _common import RESULTS, Contention, dump, environment, median, wait_idle  # noqa: E402
 
 DATA_SEED = 0
-MODEL_SEED = DATA_SEED + 1000  # experiments/runner.py: MODEL_SEED_OFFSET
+MODEL_SEED = DATA_SEED + 1000  # gaussnewton_paper/runner.py: MODEL_SEED_OFFSET
 DIMS = {"single_index": 5, "california": 8}
 ALPHAS = {"over": 10.0, "under": 16.0}
 TARGET_REL_OVER = 1e-3  # p > n: target = 1e-3·L0
@@ -99,7 +99,7 @@ LABELS = {"gn_lm": "gaussnewton lm", "gn_tcg": "gaussnewton lm, truncated_cg", "
 
 # ------------------------------------------------------------------ problem (child side)
 def make_problem(mode: str, dataset: str, regime: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """Data (X, y) and the paper's MLP for one case, as experiments/runner.py builds them."""
+    """Data (X, y) and the paper's MLP for one case, as gaussnewton_paper/runner.py builds them."""
     import gaussnewton as gn
 
     n, width = SIZES[mode][(dataset, regime)]
@@ -472,7 +472,7 @@ def render(data: dict, json_name: str) -> str:
         "",
         "## Setup",
         "",
-        "* **Problems** (built as `gaussnewton reproduce` builds them, experiments/runner.py): "
+        "* **Problems** (built as `gaussnewton reproduce` builds them, gaussnewton_paper/runner.py): "
         "`gn.MLP(d, width=m, alpha=α, seed=1000)` (one tanh hidden layer, NTK scaling, frozen ±1 output layer, "
         "re-centred so u(θ₀) = 0; p = m·d trained weights) on `gn.datasets.single_index(n, 5, seed=0)` "
         "(noise 0.1) and `gn.datasets.california_housing(n, seed=0)` (d = 8), float64. "

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from gaussnewton.problems.catalogue import (
+from gaussnewton.testing.catalogue import (
     _SCIPY_LM_COST,
     PROBLEMS,
     TestProblem,

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from gaussnewton.cli import main
-from gaussnewton.experiments import io
-from gaussnewton.experiments import theory as th
-from gaussnewton.experiments.config import SIZES, RunConfig
-from gaussnewton.experiments.registry import EXPERIMENTS, configs_for
+from gaussnewton_paper import io
+from gaussnewton_paper import theory as th
+from gaussnewton_paper.cli import main
+from gaussnewton_paper.config import SIZES, RunConfig
+from gaussnewton_paper.registry import EXPERIMENTS, configs_for
 
 # ------------------------------------------------------------------------- pure math
 

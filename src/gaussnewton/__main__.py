@@ -1,5 +1,5 @@
-"""``python -m gaussnewton`` — same as the ``gaussnewton`` console script."""
+"""``python -m gaussnewton`` — same as the ``gaussnewton`` console script (:func:`gaussnewton_paper.cli.main`)."""
 
-from .cli import main
+from gaussnewton_paper.cli import main
 
 raise SystemExit(main())

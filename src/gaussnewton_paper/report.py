@@ -205,7 +205,7 @@ def write_report(
         "",
         f"**Claims: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['NOT RUN']} not run.** "
         "Every FAIL is explained in its row; nothing was tuned after seeing the result (thresholds are named "
-        "constants in `gaussnewton/experiments/claims.py`).",
+        "constants in `gaussnewton_paper/claims.py`).",
         "",
         "## Claims (paper_spec.md §8; A = issue #3 acceptance)",
         "",

@@ -70,8 +70,8 @@ def _expand(names: list[str]) -> list[str]:
 
 
 def _list() -> int:
-    from .experiments.config import SIZES
-    from .experiments.registry import EXPERIMENTS
+    from .config import SIZES
+    from .registry import EXPERIMENTS
 
     print(f"{'experiment':10s} {'runs quick/full':>15s} {'time quick':>11s} {'time full':>10s}  description")
     for exp in EXPERIMENTS.values():
@@ -109,9 +109,9 @@ def _init_worker(threads: int) -> None:
 
 def _execute_and_save(cfg_dict: dict[str, Any], out: str, device: str, env: dict[str, Any]) -> tuple[str, float]:
     """Worker: run one configuration and save it at once. Returns (key, wall seconds)."""
-    from .experiments import io
-    from .experiments.config import RunConfig
-    from .experiments.runner import execute
+    from . import io
+    from .config import RunConfig
+    from .runner import execute
 
     cfg = RunConfig(**cfg_dict)
     start = time.perf_counter()
@@ -161,11 +161,11 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         print("gaussnewton reproduce: --threads and --jobs must be >= 1.", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    from .experiments import io
-    from .experiments.claims import Runs, evaluate
-    from .experiments.config import SIZES
-    from .experiments.registry import configs_for
-    from .experiments.report import claims_json, console_claims, console_theory, write_report, write_theory_csv
+    from . import io
+    from .claims import Runs, evaluate
+    from .config import SIZES
+    from .registry import configs_for
+    from .report import claims_json, console_claims, console_theory, write_report, write_theory_csv
 
     start = time.perf_counter()
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
@@ -189,10 +189,10 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     claims = evaluate(runs)
     surf = None
     if "fig1" in names:
-        from .experiments.manifold import surface
+        from .manifold import surface
 
         surf = surface([r for r in records if r["config"]["experiment"] == "fig1"])
-    from .experiments.plotting import draw_all
+    from .plotting import draw_all
 
     figures = draw_all(runs, surf, out)
     write_theory_csv(out / "theory_check.csv", runs)

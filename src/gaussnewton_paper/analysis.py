@@ -79,7 +79,7 @@ def analyze(rec: dict[str, Any], r_star: float | None = None) -> dict[str, Any]:
     """The theory-check row of one run (see the module docstring).
 
     Args:
-        rec: a run record (as saved by :func:`gaussnewton.experiments.io.save_run`).
+        rec: a run record (as saved by :func:`gaussnewton_paper.io.save_run`).
         r_star: the in-class optimal loss R* for p < n (default: the run's own minimum for
             GN, R_lin for GF); ignored for p ≥ n (R* = 0).
 
