@@ -11,7 +11,7 @@ echo "== mypy"
 echo "== pytest"
 .venv/bin/python -m pytest -q -n 2 "$@"
 echo "== doctests"
-# the >>> examples in the package's docstrings; the paper reproduction (experiments/, cli.py, moving
-# to the gaussnewton_paper package) is left out
-.venv/bin/python -m pytest -q --doctest-modules src/gaussnewton \
-  --ignore=src/gaussnewton/experiments --ignore=src/gaussnewton/cli.py
+# the >>> examples in the library's docstrings (the deprecated gaussnewton.experiments alias warns
+# on import, which pytest turns into an error, so it is left out)
+.venv/bin/python -m pytest -q --doctest-modules src/gaussnewton src/gaussnewton_paper \
+  --ignore=src/gaussnewton/experiments --ignore=src/gaussnewton/problems/catalogue.py

@@ -247,3 +247,10 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "fig2" in done.stdout
+
+
+def test_core_library_imports_neither_matplotlib_nor_the_paper_package() -> None:
+    code = ("import sys, gaussnewton, gaussnewton.optim, gaussnewton.testing; "
+            "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'gaussnewton_paper'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

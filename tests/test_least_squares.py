@@ -8,7 +8,7 @@ import scipy.optimize
 import torch
 
 import gaussnewton as gn
-from gaussnewton.problems import catalogue
+from gaussnewton.testing import catalogue
 
 TOL = dict(ftol=1e-15, xtol=1e-15, gtol=1e-15)
 

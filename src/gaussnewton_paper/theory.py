@@ -140,7 +140,8 @@ def rate_from_factor(factor: float, dt: float) -> float:
 
 
 def theorem7_factor(eta: float, lambda0: float, rho: float, mu: float = 1.0, L: float = 1.0) -> float:
-    """Theorem 7 per-step loss factor of GN-DT (spec's derivation):
+    """Theorem 7 per-step loss factor of GN-DT (spec's derivation).
+
     ``1 − 2ημ(1 − ηL/2)·(λ₀/2)/(λ₀/2 + ρ)``; ρ = λ₀/2, η = 1, μ = L = 1 gives 1/2.
     """
     return 1.0 - 2.0 * eta * mu * (1.0 - eta * L / 2.0) * (lambda0 / 2.0) / (lambda0 / 2.0 + rho)

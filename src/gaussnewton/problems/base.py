@@ -8,8 +8,8 @@ It knows nothing about losses, damping or linear solvers.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
