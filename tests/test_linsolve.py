@@ -217,3 +217,25 @@ def test_preconditioner_is_validated():
 
     with pytest.raises(GaussNewtonError, match="`preconditioner` must be one of 'jacobi'; got 'ilu'"):
         CGSolver(preconditioner="ilu")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("solver", [NormalSolver(), KernelSolver(), CGSolver(rtol=1e-13, max_iter=400),
+                                    CGSolver(rtol=1e-13, max_iter=400, preconditioner="jacobi"), LstsqSolver()])
+@pytest.mark.parametrize("rho", [0.0, 0.3])
+def test_weight_decay_penalty_is_exact_in_every_form(shape, scaled, solver, rho):
+    """(AᵀA + ρD + cI)δ = −Aᵀh − c·e against a dense solve, with and without D, both regimes."""
+    a = random_matrix(*shape, cond=1e3, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    h = torch.randn(shape[0], generator=gen, dtype=torch.float64)
+    e = torch.randn(shape[1], generator=gen, dtype=torch.float64)
+    d = torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5 if scaled else None
+    c = 0.07
+    mat = a.T @ a + rho * torch.diag(torch.ones(shape[1], dtype=torch.float64) if d is None else d)
+    expected = torch.linalg.solve(mat + c * torch.eye(shape[1], dtype=torch.float64), -(a.T @ h) - c * e)
+    prepared = solver.prepare(a if solver.needs_dense else _op(a), h, diag=d).set_penalty(c, e)
+    delta, _ = solver.solve(prepared, rho)
+    assert rel(delta, expected) < 1e-9
+    again, _ = solver.solve(prepared, rho)  # a retry reuses the cached factor
+    assert rel(again, expected) < 1e-9

@@ -194,8 +194,8 @@ class _ClosureObjective(Objective):
     """
 
     def __init__(self, closure: Closure, params: list[torch.Tensor], ev: _Evaluation, n_total: int,
-                 reducer: Reducer, memory_budget: float, theta: torch.Tensor) -> None:
-        super().__init__(None, ev.loss, ev.y, 1.0 / n_total, float(n_total), reducer)
+                 reducer: Reducer, memory_budget: float, theta: torch.Tensor, weight_decay: float = 0.0) -> None:
+        super().__init__(None, ev.loss, ev.y, 1.0 / n_total, float(n_total), reducer, weight_decay)
         self.closure, self.params, self.ev, self.n_total = closure, params, ev, n_total
         self.memory_budget, self.theta_lin, self.keep_graph = memory_budget, theta, False
 
@@ -205,7 +205,7 @@ class _ClosureObjective(Objective):
             ev = _evaluate(self.closure, grad=False)
         finally:
             _write(self.params, self.theta_lin, self.keep_graph)
-        return ev.u.detach(), ev.cost(self.reducer, self.n_total)
+        return ev.u.detach(), ev.cost(self.reducer, self.n_total) + self.penalty(theta)
 
     def linearize(self, theta: torch.Tensor, u: torch.Tensor, dense: bool | None) -> Linearization:  # noqa: D102
         curv = self.loss.curvature(u, self.target)
@@ -213,8 +213,8 @@ class _ClosureObjective(Objective):
         with torch.enable_grad():
             if dense:
                 jac = closure_jacobian(self.ev.u, self.params, self.memory_budget)
-                return self.linearization(DenseOperator(curv.rows(jac)), DenseOperator(jac), curv)
-            return self.linearization(closure_operator(self.ev.u, self.params, curv), None, curv)
+                return self.linearization(DenseOperator(curv.rows(jac)), DenseOperator(jac), curv, theta)
+            return self.linearization(closure_operator(self.ev.u, self.params, curv), None, curv, theta)
 
 
 def _write(params: Sequence[torch.Tensor], theta: torch.Tensor, keep_graph: bool = False) -> None:

@@ -39,8 +39,10 @@ class Linearization:
         a: ``A = BJ`` (N, p) as an operator (sharded under data parallelism).
         h: (N,) this holder's rows of ``h``.
         jac: the unweighted ``J`` as an operator (None on the matrix-free path).
-        grad: (p,) ``∇cost = weight·Aᵀh`` (summed over shards).
+        grad: (p,) ``∇cost = weight·Aᵀh + λ·e`` (summed over shards; the penalty once).
         curvature: the loss factor ``B`` at the outputs.
+        penalty: ``c = λ/weight``, the weight decay in the units of ``AᵀA`` (0: none).
+        decay_e: (p,) ``e = θ − θ_ref`` (None without weight decay).
     """
 
     a: LinearOperator
@@ -48,6 +50,8 @@ class Linearization:
     jac: LinearOperator | None
     grad: torch.Tensor
     curvature: Curvature
+    penalty: float = 0.0
+    decay_e: torch.Tensor | None = None
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Objective:
         weight: factor on the summed loss.
         unit: factor from the schedules' ρ to the unnormalized system.
         reducer: sums over the data shards of a process group (identity by default).
+        weight_decay: λ ≥ 0 of the Tikhonov term ``λ/2·‖θ − θ_ref‖²`` added to the cost.
+        decay_ref: θ_ref (None: 0).
     """
 
     problem: Problem | None
@@ -69,6 +75,26 @@ class Objective:
     weight: float
     unit: float
     reducer: Reducer = field(default_factory=lambda: Reducer(None))
+    weight_decay: float = 0.0
+    decay_ref: torch.Tensor | None = None
+
+    def decay_offset(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """``e = θ − θ_ref`` (None without weight decay)."""
+        if self.weight_decay == 0:
+            return None
+        return theta if self.decay_ref is None else theta - self.decay_ref
+
+    def penalty(self, theta: torch.Tensor) -> float:
+        """``λ/2·‖θ − θ_ref‖²`` (the same on every rank: the parameters are replicated)."""
+        e = self.decay_offset(theta)
+        return 0.0 if e is None else 0.5 * self.weight_decay * float(e @ e)
+
+    def predicted(self, lin: Linearization, step: torch.Tensor) -> float:
+        """Predicted cost reduction of the GN model: ``w·(m(0) − m(s)) − λ(eᵀs + ½‖s‖²)``."""
+        pred = self.weight * predicted_reduction(lin.a, lin.h, step)
+        if lin.decay_e is not None:
+            pred -= self.weight_decay * float(lin.decay_e @ step + 0.5 * (step @ step))
+        return pred
 
     def cost(self, u: torch.Tensor) -> float:
         """The cost of outputs ``u`` (NaN if non-finite), summed over all shards."""
@@ -79,7 +105,7 @@ class Objective:
         """Outputs (detached) and cost at θ."""
         assert self.problem is not None
         u = self.problem.outputs(theta).detach()
-        return u, self.cost(u)
+        return u, self.cost(u) + self.penalty(theta)
 
     def linearize(self, theta: torch.Tensor, u: torch.Tensor, dense: bool | None) -> Linearization:
         """Linearize at θ (outputs ``u`` already computed).
@@ -103,14 +129,20 @@ class Objective:
             jac = None
             a = FunctionOperator(op.shape, lambda v: curv.apply(op.mv(v)), lambda w: op.rmv(curv.apply_t(w)),
                                  None, op.dtype, op.device)
-        return self.linearization(a, jac, curv)
+        return self.linearization(a, jac, curv, theta)
 
-    def linearization(self, a: LinearOperator, jac: LinearOperator | None, curv: Curvature) -> Linearization:
+    def linearization(self, a: LinearOperator, jac: LinearOperator | None, curv: Curvature,
+                      theta: torch.Tensor) -> Linearization:
         """Wrap local operators for the process group (if any) and form the gradient."""
         if self.reducer.active:
             a = ShardedOperator(a, self.reducer)
             jac = None if jac is None else ShardedOperator(jac, self.reducer)
-        return Linearization(a, curv.h, jac, self.weight * a.rmv(curv.h), curv)
+        grad = self.weight * a.rmv(curv.h)
+        e = self.decay_offset(theta)
+        if e is None:
+            return Linearization(a, curv.h, jac, grad, curv)
+        return Linearization(a, curv.h, jac, grad + self.weight_decay * e.to(grad.dtype), curv,
+                             self.weight_decay / self.weight, e)
 
 
 def predicted_reduction(a: torch.Tensor | LinearOperator, h: torch.Tensor, step: torch.Tensor) -> float:

@@ -36,7 +36,7 @@ import torch
 
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
-from ._objective import Linearization, Objective, gain_ratio, predicted_reduction
+from ._objective import Linearization, Objective, gain_ratio
 from ._state import SolverState
 from .damping import DampingContext
 from .linsolve import LinearSolver, Prepared
@@ -109,15 +109,19 @@ class Stepper:
         callback: called after each trial with an :class:`IterationInfo`; True stops.
         on_row: called with the history after each recorded trial (progress bars, tables).
         max_trials: trials per :meth:`step` (the optimizer's budget); None: until accepted.
+        monitor: called with the state after each recorded trial; True stops the run with
+            ``Termination.EARLY_STOP`` (validation patience, :mod:`gaussnewton._validation`).
     """
 
     def __init__(self, rule: StepRule, solver: LinearSolver | None, stopping: Stopping = Stopping(), *,
                  track_kernel: bool = False, callback: Callback | None = None,
-                 on_row: Callable[[History], None] | None = None, max_trials: int | None = None) -> None:
+                 on_row: Callable[[History], None] | None = None, max_trials: int | None = None,
+                 monitor: Callable[[SolverState], bool] | None = None) -> None:
         if rule.uses_solver and solver is None:
             raise GaussNewtonError(f"{type(rule).__name__} needs a linear solver; got None.")
         self.rule, self.solver, self.stopping = rule, solver, stopping
         self.track_kernel, self.callback, self.on_row, self.max_trials = track_kernel, callback, on_row, max_trials
+        self.monitor = monitor
 
     @property
     def dense(self) -> bool | None:
@@ -187,7 +191,7 @@ class Stepper:
             if out.accepted:
                 state.theta, state.outputs, state.cost = state.theta + out.step, out.outputs, out.cost
             state.rho, state.accepted = trial.rho, out.accepted
-            self._record(state, gnorm, trial, out, lam)
+            self._record(obj, state, gnorm, trial, out, lam)
             term = self._verdict(state, out, cost_before, gnorm, trial, ctx)
             if isinstance(term, Trial):
                 trial = term
@@ -215,6 +219,7 @@ class Stepper:
             assert self.solver is not None
             prepared = self.solver.prepare(lin.a, lin.h, diag=diag,
                                            spectrum=self.rule.needs_spectrum or self.track_kernel)
+            prepared.set_penalty(lin.penalty, lin.decay_e)
         lam = None
         if self.track_kernel:
             lam = (self.solver.spectrum(prepared) if prepared is not None and self.solver is not None
@@ -258,11 +263,10 @@ class Stepper:
         except torch.linalg.LinAlgError:
             step, u, cost = torch.zeros_like(state.theta), state.outputs, math.nan
         needs_ratio = isinstance(self.rule, TrustRegionStep) or self.stopping.ftol > 0
-        ratio = gain_ratio(state.cost - cost, obj.weight * predicted_reduction(lin.a, lin.h, step)) \
-            if needs_ratio else math.nan
+        ratio = gain_ratio(state.cost - cost, obj.predicted(lin, step)) if needs_ratio else math.nan
         return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio)
 
-    def _record(self, state: SolverState, gnorm: float, trial: Trial, out: _Outcome,
+    def _record(self, obj: Objective, state: SolverState, gnorm: float, trial: Trial, out: _Outcome,
                 lam: torch.Tensor | None) -> None:
         if state.history is None:
             return
@@ -271,6 +275,7 @@ class Stepper:
             param_distance=float(torch.linalg.vector_norm(state.theta - state.theta0)),
             lambda_min=float(lam[0]) if lam is not None else math.nan,
             lambda_max=float(lam[-1]) if lam is not None else math.nan, nfev=state.nfev,
+            penalty=obj.penalty(state.theta),
         )
         if self.on_row is not None:
             self.on_row(state.history)
@@ -281,10 +286,13 @@ class Stepper:
         st = self.stopping
         x_norm = float(torch.linalg.vector_norm(state.theta))
         nxt: Termination | Trial | None = None
+        stop_early = self.monitor is not None and self.monitor(state)
         info = IterationInfo(state.nit, state.theta.clone(), state.cost, gnorm, trial.rho, out.step_norm,
                              out.accepted) if self.callback is not None else None
         if self.callback is not None and self.callback(info):  # type: ignore[arg-type]
             nxt = Termination.CALLBACK
+        elif stop_early:
+            nxt = Termination.EARLY_STOP
         elif out.accepted:
             if st.target_cost is not None and state.cost <= st.target_cost:
                 nxt = Termination.TARGET

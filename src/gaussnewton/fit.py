@@ -25,15 +25,16 @@ import torch
 from torch import nn
 
 from ._checkpoint import Checkpointer
-from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int, to_float_tensor
+from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive, check_positive_int, to_float_tensor
 from ._objective import Objective
 from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
+from ._validation import ValidationMonitor
 from .damping import DampingSchedule
 from .distributed import Reducer, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Loss, get_loss
 from .problems.network import NetworkProblem
-from .result import FitResult, History, IterationInfo
+from .result import FitResult, History, IterationInfo, Termination
 from .steps import make_step_rule
 
 __all__ = ["fit", "prepare_data"]
@@ -104,6 +105,10 @@ def fit(
     checkpoint_every: int = 10,
     verbose: int = 0,
     process_group: Any = "auto",
+    weight_decay: float = 0.0,
+    weight_decay_ref: str = "zero",
+    validation: tuple[Any, Any] | None = None,
+    patience: int | None = None,
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -142,6 +147,19 @@ def fit(
         process_group: data parallelism (:mod:`gaussnewton.distributed`): each rank passes its
             own shard of (X, y); ``"auto"`` uses the default group when torch.distributed is
             initialized with more than one process, None trains this process alone.
+        weight_decay: λ ≥ 0: minimize ``R + λ/2·‖θ − θ_ref‖²``, built exactly into the damped
+            system (``JᵀΛJ/n + λI + α²ρI`` in both regimes and every solver; under data
+            parallelism added once). ``loss`` in the result is the whole objective;
+            ``data_loss`` and ``penalty`` separate it.
+        weight_decay_ref: θ_ref: ``"zero"`` (plain L2) or ``"init"`` (θ₀: stay near the
+            initialization, the NTK view of the paper).
+        validation: ``(X_val, y_val)``: the validation loss and its metric (R² for regression
+            losses, accuracy for ``logistic``/``cross_entropy``) are recorded every step at the
+            cost of one forward pass (``history["val_loss"]``, ``["val_metric"]``).
+        patience: with ``validation``: stop after this many accepted steps without a lower
+            validation loss and return the parameters of the best one
+            (``Termination.EARLY_STOP``; MATLAB's ``max_fail``). Default 6 when ``validation``
+            is given.
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -164,22 +182,27 @@ def fit(
     steps = check_positive_int("steps", steps)
     if verbose not in (0, 1, 2):
         raise GaussNewtonError(f"`verbose` must be 0, 1 or 2; got {verbose!r}.")
+    weight_decay = check_nonneg("weight_decay", weight_decay)
+    weight_decay_ref = check_choice("weight_decay_ref", weight_decay_ref, ("zero", "init"))
+    if patience is not None and validation is None:
+        raise GaussNewtonError("`patience` needs `validation=(X_val, y_val)`; got patience without validation.")
+    patience = check_positive_int("patience", 6 if patience is None else patience)
     loss_fn = get_loss(loss)
     xt, yt = prepare_data(model, X, y, loss_fn)
     problem = NetworkProblem(model, xt, params=params, memory_budget=memory_budget)
-    if not loss_fn.multi_output and tuple(yt.shape) != problem.output_shape:
-        if yt.numel() != problem.n_outputs:
-            raise GaussNewtonError(
-                f"`y` must match the model output shape {problem.output_shape}; got {tuple(yt.shape)}."
-            )
-        yt = yt.reshape(problem.output_shape)
+    yt = _match_outputs(problem, yt, loss_fn, "y")
     a = check_positive("alpha", alpha if alpha is not None else float(getattr(model, "alpha", 1.0)))
     reducer = Reducer(resolve_group(process_group))
     n = int(reducer.sum(torch.tensor(xt.shape[0], device=xt.device)))  # samples over all shards
     n_rows = int(reducer.sum(torch.tensor(problem.n_outputs, device=xt.device)))  # outputs over all shards
-    objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a, reducer)
     theta0 = reducer.broadcast(problem.get_flat())  # identical start on every rank
     problem.set_flat(theta0)
+    objective = Objective(problem, loss_fn, yt, 1.0 / n, n * a * a, reducer, weight_decay,
+                          theta0.clone() if weight_decay_ref == "init" else None)
+    monitor = None
+    if validation is not None:
+        monitor = _validation_monitor(model, validation, loss_fn, params, memory_budget, patience, reducer)
+        monitor.start(theta0)
     p = problem.n_params
     # the paper's default: undamped GN below the interpolation threshold, adaptive damping above
     default = {"gn": "none" if p < n_rows else "adaptive", "lm": "nielsen"}.get(method)
@@ -202,23 +225,57 @@ def fit(
                            world=1 if not reducer.active else torch.distributed.get_world_size(reducer.group))
         ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0)
     stepper = Stepper(rule, linsolver, Stopping(max_steps=steps, target_cost=target_loss), callback=callback,
-                      track_kernel=track_kernel, on_row=on_row)
+                      track_kernel=track_kernel, on_row=on_row, monitor=monitor)
     try:
         state = stepper.solve(objective, theta0, start_name="model(X)", checkpointer=ckpt)
     finally:
         if bar is not None:
             bar.close()
-    problem.set_flat(state.theta)
     term, history = state.termination, state.history
     assert term is not None and history is not None
+    if term is Termination.EARLY_STOP and monitor is not None and monitor.best_theta is not None:
+        state.theta, state.cost = monitor.best_theta, objective.evaluate(monitor.best_theta)[1]
+    problem.set_flat(state.theta)
     if verbose >= 1:
         print(f"{term.message} Steps {len(history)}, initial loss {state.cost0:.4e}, final loss {state.cost:.4e}.")
     hist = history.as_dict()
     hist["loss"] = hist["cost"]
+    hist["data_loss"] = [c - pen for c, pen in zip(hist["cost"], hist["penalty"], strict=True)]
+    if monitor is not None:
+        hist.update(monitor.columns(len(history)))
     if dynamics == "euler":
         hist["t"] = [lr * (k + 1) for k in range(len(history))]
+    penalty = objective.penalty(state.theta)
     return FitResult(params=state.theta, loss=state.cost, initial_loss=state.cost0, steps=len(history),
-                     status=term.value, message=term.message, success=term.success, termination=term, history=hist)
+                     status=term.value, message=term.message, success=term.success, termination=term, history=hist,
+                     data_loss=state.cost - penalty, penalty=penalty,
+                     best_step=None if monitor is None else monitor.best_step,
+                     val_loss=None if monitor is None else monitor.evaluate(state.theta)[0])
+
+
+def _match_outputs(problem: NetworkProblem, yt: torch.Tensor, loss: Loss, name: str) -> torch.Tensor:
+    """Targets reshaped to the model's output shape (class labels stay (n,))."""
+    if loss.multi_output or tuple(yt.shape) == problem.output_shape:
+        return yt
+    if yt.numel() != problem.n_outputs:
+        raise GaussNewtonError(f"`{name}` must match the model output shape {problem.output_shape}; "
+                               f"got {tuple(yt.shape)}.")
+    return yt.reshape(problem.output_shape)
+
+
+def _validation_monitor(model: nn.Module, validation: Any, loss: Loss, params: Iterable[torch.Tensor] | None,
+                        memory_budget: float, patience: int, reducer: Reducer) -> ValidationMonitor:
+    """The monitor of ``validation=(X_val, y_val)`` (validated like X and y)."""
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        size = f" of length {len(validation)}" if isinstance(validation, (tuple, list)) else ""
+        raise GaussNewtonError(f"`validation` must be a pair (X_val, y_val); got {type(validation).__name__}{size}.")
+    try:
+        xv, yv = prepare_data(model, validation[0], validation[1], loss)
+    except GaussNewtonError as exc:
+        raise GaussNewtonError(f"`validation`: {exc}") from None
+    problem = NetworkProblem(model, xv, params=params, memory_budget=memory_budget)
+    return ValidationMonitor(problem.outputs, _match_outputs(problem, yv, loss, "validation y"), loss, patience,
+                             reducer)
 
 
 def _progress_bar(total: int, method: str) -> Any:

@@ -53,6 +53,8 @@ def least_squares(
     callback: Callable[[IterationInfo], bool | None] | None = None,
     verbose: int = 0,
     process_group: Any = "auto",
+    weight_decay: float = 0.0,
+    weight_decay_ref: str = "zero",
 ) -> LeastSquaresResult:
     """Minimize ½‖fun(x)‖² by Levenberg–Marquardt or Gauss–Newton.
 
@@ -83,6 +85,11 @@ def least_squares(
         process_group: for residuals that are sums over data shards: each rank's ``fun``
             returns its own rows of r; ``"auto"`` uses the default torch.distributed group
             when initialized with more than one process (see :mod:`gaussnewton.distributed`).
+
+        weight_decay: λ ≥ 0: minimize ``½‖r(x)‖² + λ/2·‖x − x_ref‖²`` (Tikhonov), built
+            exactly into the damped system ``(JᵀJ + ρD + λI)δ = −Jᵀr − λ(x − x_ref)``;
+            ``cost`` includes the term, ``penalty`` reports it, ``grad`` is the whole gradient.
+        weight_decay_ref: x_ref: ``"zero"`` or ``"init"`` (``x0``).
 
     Returns:
         LeastSquaresResult: ``x, cost, fun, jac, grad, optimality, nfev, njev, status,
@@ -130,7 +137,10 @@ def least_squares(
     linsolver = get_solver(solver, n, p, x.element_size(), memory_budget)
     stopping = Stopping(ftol=ftol, xtol=xtol, gtol=gtol,
                         max_nfev=max_nfev if max_nfev is not None else 100 * max(p, 10))
-    objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0, reducer)
+    weight_decay = check_nonneg("weight_decay", weight_decay)
+    ref = check_choice("weight_decay_ref", weight_decay_ref, ("zero", "init"))
+    objective = Objective(problem, Squared(), torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0, reducer,
+                          weight_decay, x.clone() if ref == "init" else None)
     if verbose == 2:
         print(TABLE_HEADER)
     stepper = Stepper(rule, linsolver, stopping, callback=callback, on_row=print_row if verbose == 2 else None)
@@ -145,6 +155,9 @@ def least_squares(
         njev += jac_final is not None  # counted like SciPy: every Jacobian evaluation
         grad = (jac_final.T @ out.outputs) if jac_final is not None else problem.vjp(out.theta, out.outputs)
         grad = reducer.sum(grad)
+        e = objective.decay_offset(out.theta)
+        if e is not None:
+            grad = grad + weight_decay * e
     else:
         jac_final, grad = (None if lin.jac is None else lin.jac.to_dense()), lin.grad
     term = out.termination
@@ -155,5 +168,5 @@ def least_squares(
         x=out.theta, cost=out.cost, fun=out.outputs, jac=jac_final, grad=grad,
         optimality=float(grad.abs().max()), nfev=out.nfev, njev=njev, nit=out.nit,
         status=term.value, message=term.message, success=term.success, termination=term,
-        history=hist,
+        history=hist, penalty=objective.penalty(out.theta),
     )

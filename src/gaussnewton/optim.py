@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ._closure import Closure, _ClosureObjective, _evaluate, _write, closure_jacobian, closure_operator
-from ._errors import GaussNewtonError, NonFiniteError, check_positive, check_positive_int
+from ._errors import GaussNewtonError, NonFiniteError, check_nonneg, check_positive, check_positive_int
 from ._state import SolverState
 from ._stepper import Stepper
 from .damping import DampingSchedule, TrustRegionRule, get_damping
@@ -56,12 +56,14 @@ class GaussNewtonConfig:
             matrix-free CG above it) and for the chunks of the batched VJP.
         max_trials: trial steps per call of ``step`` (a trust-region rule retries a rejected
             step with a larger ρ until this many trials are spent).
+        weight_decay: λ ≥ 0 of ``λ/2·‖θ‖²`` added to the mean loss, exact in the damped system.
     """
 
     damping: DampingSchedule
     solver: str | LinearSolver
     memory_budget: float
     max_trials: int
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.damping, DampingSchedule):
@@ -69,6 +71,7 @@ class GaussNewtonConfig:
         get_solver(self.solver, 1, 1, 8, DEFAULT_MEMORY_BUDGET)  # validates the name or type
         check_positive("memory_budget", self.memory_budget)
         check_positive_int("max_trials", self.max_trials)
+        check_nonneg("weight_decay", self.weight_decay)
 
 
 # ------------------------------------------------------------------ the optimizer
@@ -109,6 +112,9 @@ class GaussNewton(torch.optim.Optimizer):
             the p×p or N×N form, or matrix-free CG above ``memory_budget``.
         memory_budget: bytes for the dense Jacobian and Gram matrix.
         max_trials: trial steps per ``step`` call.
+        weight_decay: λ ≥ 0: minimize ``R + λ/2·‖θ‖²`` (the L2 penalty of ``torch.optim``'s
+            ``weight_decay``, but built into the damped system ``JᵀΛJ/n + λI + ρI`` rather than
+            added to a gradient); the loss ``step`` returns includes it.
         process_group: data parallelism (:mod:`gaussnewton.distributed`): each rank's closure
             returns the residuals of its own shard; the damped system, the loss and the gain
             ratio are reduced over the group, so every rank takes the same step. ``"auto"``
@@ -151,12 +157,14 @@ class GaussNewton(torch.optim.Optimizer):
         memory_budget: float = DEFAULT_MEMORY_BUDGET,
         max_trials: int = _DEFAULT_MAX_TRIALS,
         process_group: Any = "auto",
+        weight_decay: float = 0.0,
     ) -> None:
         self._reducer = Reducer(resolve_group(process_group))
         if damping is None:
             raise GaussNewtonError("`damping` must be a schedule, a registry name or a number >= 0; got None.")
         self.config = GaussNewtonConfig(damping=get_damping(damping, "nielsen"), solver=solver,
-                                        memory_budget=memory_budget, max_trials=max_trials)
+                                        memory_budget=memory_budget, max_trials=max_trials,
+                                        weight_decay=weight_decay)
         self._built = False
         super().__init__(params, {"lr": check_positive("lr", lr)})
         self._built = True
@@ -228,7 +236,8 @@ class GaussNewton(torch.optim.Optimizer):
         if not math.isfinite(cost):
             raise NonFiniteError(f"The loss returned by `closure` must be finite; got {cost}.")
         theta = torch.cat([q.detach().reshape(-1) for q in params])
-        obj = _ClosureObjective(closure, params, ev, n_total, red, cfg.memory_budget, theta)
+        obj = _ClosureObjective(closure, params, ev, n_total, red, cfg.memory_budget, theta, cfg.weight_decay)
+        cost += obj.penalty(theta)
         rows = int(red.sum(torch.tensor(ev.u.numel())))
         solver = get_solver(cfg.solver, rows, scale.numel(), scale.element_size(), cfg.memory_budget)
         method = "lm" if isinstance(cfg.damping, TrustRegionRule) else "gn"

@@ -30,6 +30,7 @@ class Termination(enum.Enum):
     FTOL_XTOL = 4
     STEPS_DONE = 5
     TARGET = 6
+    EARLY_STOP = 7
     NONFINITE = -2
     DAMPING_MAX = -3
     CALLBACK = -4
@@ -62,6 +63,8 @@ _MESSAGES = {
     "solved): no step decreases the cost. The point is stationary to working precision, or "
     "the Jacobian is wrong (check a user-supplied `jac`).",
     Termination.CALLBACK: "Stopped by the callback.",
+    Termination.EARLY_STOP: "Stopped early: the validation loss did not improve for `patience` accepted "
+    "steps; the parameters with the best validation loss were restored.",
     Termination.NO_DECREASE: "Step halving found no decrease of the cost (undamped GN step is "
     "not a descent direction to working precision); try method='lm'.",
 }
@@ -104,6 +107,7 @@ class History:
         "lambda_min",
         "lambda_max",
         "nfev",
+        "penalty",
     )
 
     def __init__(self) -> None:
@@ -152,6 +156,8 @@ class LeastSquaresResult:
         success: status > 0.
         termination: the :class:`Termination` member.
         history: per-trial records (dict of equal-length lists).
+        penalty: ``weight_decay/2·‖x − x_ref‖²`` at x (0 without weight decay); ``cost``
+            includes it.
     """
 
     x: torch.Tensor
@@ -168,6 +174,7 @@ class LeastSquaresResult:
     success: bool
     termination: Termination
     history: dict[str, list[Any]] = field(default_factory=dict)
+    penalty: float = 0.0
 
 
 @dataclass
@@ -183,10 +190,17 @@ class FitResult:
         message: why it stopped.
         success: status > 0.
         termination: the :class:`Termination` member.
-        history: per-step records: ``loss`` (= ``cost``), ``damping`` (ρ_t, paper units),
-            ``step_norm``, ``param_distance`` (‖θ_t − θ_0‖), ``time`` (s), ``accepted``,
-            ``grad_norm``, ``lambda_min``/``lambda_max`` of K_t (NaN unless tracked), and
-            ``t`` (continuous time k·lr) for ``dynamics="euler"``.
+        history: per-step records: ``loss`` (= ``cost``, the objective: data loss plus
+            penalty), ``data_loss``, ``penalty`` (λ/2·‖θ_t − θ_ref‖²), ``damping`` (ρ_t, paper
+            units), ``step_norm``, ``param_distance`` (‖θ_t − θ_0‖), ``time`` (s), ``accepted``,
+            ``grad_norm``, ``lambda_min``/``lambda_max`` of K_t (NaN unless tracked), ``t``
+            (continuous time k·lr) for ``dynamics="euler"``, and with ``validation``:
+            ``val_loss`` and ``val_metric`` (R² or accuracy) at the current parameters.
+        data_loss: the data part of ``loss`` (``loss − penalty``).
+        penalty: the weight-decay term at ``params`` (0 without weight decay).
+        best_step: with ``validation``: the step whose parameters had the lowest validation
+            loss (the returned parameters after an early stop), else None.
+        val_loss: validation loss at the returned parameters (None without validation).
     """
 
     params: torch.Tensor
@@ -198,3 +212,7 @@ class FitResult:
     success: bool
     termination: Termination
     history: dict[str, list[Any]] = field(default_factory=dict)
+    data_loss: float = float("nan")
+    penalty: float = 0.0
+    best_step: int | None = None
+    val_loss: float | None = None

@@ -55,6 +55,9 @@ class Prepared:
         rhs: right-hand side in the chosen form.
         eig: ``(w, V)`` eigendecomposition of ``gram`` or None.
         cache: solver-private cache (e.g. the last Cholesky factor and its ρ).
+        penalty: ``c ≥ 0`` of a Tikhonov term: ``solve`` then returns the solution of
+            ``(AᵀA + ρD + cI) δ = −Aᵀh − c·e`` (weight decay, exact in every form).
+        penalty_e: (p,) ``e = θ − θ_ref`` (None when ``penalty`` is 0).
     """
 
     a: LinearOperator
@@ -65,6 +68,15 @@ class Prepared:
     rhs: torch.Tensor | None = None
     eig: tuple[torch.Tensor, torch.Tensor] | None = None
     cache: dict[str, object] = field(default_factory=dict)
+    penalty: float = 0.0
+    penalty_e: torch.Tensor | None = None
+
+    def set_penalty(self, c: float, e: torch.Tensor | None) -> Prepared:
+        """Add the Tikhonov term ``c/2·‖θ + δ − θ_ref‖²`` (``e = θ − θ_ref``) to the system."""
+        if c > 0:
+            assert e is not None
+            self.penalty, self.penalty_e = float(c), e.to(self.h.dtype)
+        return self
 
 
 class LinearSolver(ABC):
@@ -178,12 +190,13 @@ def _scaled(a: LinearOperator, h: torch.Tensor, diag: torch.Tensor | None,
     return ad, h, dis
 
 
-def _factor_solve(prepared: Prepared, rho: float) -> tuple[torch.Tensor, float]:
-    """Solve ``(gram + ρI) z = rhs`` by the eigendecomposition if present, else Cholesky."""
-    assert prepared.gram is not None and prepared.rhs is not None
+def _factor_solve(prepared: Prepared, rho: float, b: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Solve ``(gram + ρI) z = b`` (default ``rhs``) by the eigendecomposition if present, else Cholesky."""
+    rhs = prepared.rhs if b is None else b
+    assert prepared.gram is not None and rhs is not None
     if prepared.eig is not None:
-        return _eig_solve(*prepared.eig, prepared.rhs, rho), 0.0
-    return _cholesky_solve(prepared.gram, prepared.rhs, rho, prepared.cache)
+        return _eig_solve(*prepared.eig, rhs, rho), 0.0
+    return _cholesky_solve(prepared.gram, rhs, rho, prepared.cache)
 
 
 def _gram_spectrum(prepared: Prepared) -> torch.Tensor:

@@ -72,16 +72,19 @@ class CGSolver(LinearSolver):
         return prep
 
     def solve(self, prepared, rho):  # noqa: D102
-        a, b, d = prepared.a, prepared.rhs, prepared.diag
+        a, b, d, c = prepared.a, prepared.rhs, prepared.diag, prepared.penalty
         assert b is not None
+        if c > 0:  # weight decay: + c·v in the operator, − c·e on the right-hand side
+            assert prepared.penalty_e is not None
+            b = b - c * prepared.penalty_e
 
         def op(v: torch.Tensor) -> torch.Tensor:
-            return a.rmv(a.mv(v)) + rho * (v if d is None else d * v)
+            return a.rmv(a.mv(v)) + rho * (v if d is None else d * v) + c * v
 
         colsq = prepared.cache.get("colsq")
         m_inv = None
         if colsq is not None:
-            m_diag = colsq + rho * (1.0 if d is None else d)
+            m_diag = colsq + rho * (1.0 if d is None else d) + c
             tiny = torch.finfo(b.dtype).eps * max(float(m_diag.max()), torch.finfo(b.dtype).tiny)
             m_inv = 1.0 / m_diag.clamp_min(tiny)
         p = b.shape[0]
