@@ -26,13 +26,14 @@ def reference(case):
         yt = 2.0 * torch.exp(-0.7 * t) + 0.05 * torch.sin(7 * t)
         return gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - yt, [1.0, 1.0]).x
     method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
-                             "gn_default": ("gn", 4, "auto"),
+                             "gn_default": ("gn", 4, "auto"), "lm_decay": ("lm", 30, "kernel"),
                              "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto"),
                              "lm_cg": ("lm", 30, gn.linsolve.CGSolver(rtol=1e-13, max_iter=500)),
                              "lm_tcg": ("lm", 30, "truncated_cg")}[case]
     damping = gn.damping.Adaptive(1.0) if case == "gn_adaptive" else None
     net = gn.MLP(8, width=width, alpha=2.0, seed=1)
-    return gn.fit(net, X, y, method=method, steps=8, solver=solver, damping=damping).params
+    return gn.fit(net, X, y, method=method, steps=8, solver=solver, damping=damping,
+                  weight_decay=0.01 if case == "lm_decay" else 0.0).params
 
 
 def torchrun(nproc, *args, timeout=240):
@@ -42,8 +43,8 @@ def torchrun(nproc, *args, timeout=240):
 
 
 @pytest.mark.parametrize("nproc,case", [(2, "lm_kernel"), (2, "lm_normal"), (2, "gn_adaptive"), (2, "gd"), (2, "lsq"),
-                                        (2, "optim"), (2, "optim_curvature"), (2, "gn_default"), (2, "lm_cg"),
-                                        (2, "lm_tcg"), (4, "lm_kernel")])
+                                        (2, "optim"), (2, "optim_curvature"), (2, "gn_default"), (2, "lm_decay"),
+                                        (2, "lm_cg"), (2, "lm_tcg"), (4, "lm_kernel")])
 def test_iterates_match_single_process(tmp_path, nproc, case):
     out = tmp_path / "params.pt"
     proc = torchrun(nproc, out, case)

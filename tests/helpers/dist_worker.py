@@ -50,7 +50,7 @@ def main() -> None:
         params = res.x
     else:
         method, width, solver = {"lm_kernel": ("lm", 30, "kernel"), "lm_normal": ("lm", 4, "normal"),
-                                 "gn_default": ("gn", 4, "auto"),
+                                 "gn_default": ("gn", 4, "auto"), "lm_decay": ("lm", 30, "kernel"),
                                  "gn_adaptive": ("gn", 30, "auto"), "gd": ("gd", 30, "auto"),
                                  "lm_cg": ("lm", 30, gn.linsolve.CGSolver(rtol=1e-13, max_iter=500)),
                                  "lm_tcg": ("lm", 30, "truncated_cg")}[case]
@@ -62,6 +62,7 @@ def main() -> None:
 
         damping = gn.damping.Adaptive(1.0) if case == "gn_adaptive" else None
         res = gn.fit(net, X[idx], y[idx], method=method, steps=8, solver=solver, damping=damping,
+                     weight_decay=0.01 if case == "lm_decay" else 0.0,
                      checkpoint=ckpt, checkpoint_every=1, callback=callback, track_kernel=case == "gn_adaptive")
         params = res.params
     torch.save(params, f"{out}.rank{rank}")
