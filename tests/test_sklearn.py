@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import gaussnewton as gn
 from gaussnewton import GaussNewtonError
 from gaussnewton.sklearn import GNClassifier, GNRegressor
 
@@ -93,9 +94,25 @@ def test_reproducible_with_random_state_and_global_rng_untouched():
 
 def test_tol_stops_early():
     x, y = regression_data()
-    loose = GNRegressor(hidden_layer_sizes=(10,), max_iter=100, tol=1e-1, random_state=0).fit(x, y)
-    tight = GNRegressor(hidden_layer_sizes=(10,), max_iter=100, tol=0.0, random_state=0).fit(x, y)
-    assert loose.n_iter_ < tight.n_iter_ == 100
+    # without early stopping, tol and n_iter_no_change act on the training loss (as in MLPRegressor)
+    loose = GNRegressor(hidden_layer_sizes=(10,), max_iter=100, tol=1e-1, early_stopping=False,
+                        random_state=0).fit(x, y)
+    tight = GNRegressor(hidden_layer_sizes=(10,), max_iter=100, tol=0.0, early_stopping=False,
+                        random_state=0).fit(x, y)
+    assert loose.n_iter_ < tight.n_iter_
+    assert loose.termination_ is gn.Termination.EARLY_STOP and loose.validation_scores_ is None
+
+
+def test_alpha_is_the_l2_penalty_and_early_stopping_keeps_the_best_split_score():
+    x, y = regression_data()
+    free = GNRegressor(hidden_layer_sizes=(30,), alpha=0.0, early_stopping=False, max_iter=60, random_state=0).fit(x, y)
+    decayed = GNRegressor(hidden_layer_sizes=(30,), alpha=10.0, early_stopping=False, max_iter=60,
+                          random_state=0).fit(x, y)
+    norm = lambda m: float(torch.cat([q.detach().reshape(-1) for q in m.model_.parameters()]).norm())  # noqa: E731
+    assert norm(decayed) < norm(free)
+    es = GNRegressor(hidden_layer_sizes=(30,), random_state=0).fit(x, y)  # defaults: early stopping on
+    assert es.validation_scores_ is not None and len(es.validation_scores_) == es.n_iter_
+    assert es.best_validation_score_ == max(es.validation_scores_)
 
 
 def test_pipeline():
@@ -124,7 +141,11 @@ def test_grid_search():
         ({"hidden_layer_sizes": "10"}, r"`hidden_layer_sizes` must be a tuple of integers >= 1.*got '10'"),
         ({"activation": "swish"}, r"`activation` must be one of .*got 'swish'"),
         ({"method": "adam"}, r"`method` must be one of 'lm', 'gn', 'gd'; got 'adam'"),
-        ({"alpha": 0.0}, r"`alpha` must be a finite number > 0; got alpha = 0.0"),
+        ({"alpha": -1.0}, r"`alpha` must be a finite number >= 0; got alpha = -1.0"),
+        ({"output_scale": 0.0}, r"`output_scale` must be a finite number > 0; got output_scale = 0.0"),
+        ({"validation_fraction": 1.0}, r"`validation_fraction` must lie in \(0, 1\); got validation_fraction = 1.0"),
+        ({"n_iter_no_change": 0}, r"`n_iter_no_change` must be an integer >= 1; got n_iter_no_change = 0"),
+        ({"early_stopping": "yes"}, r"`early_stopping` must be True or False; got 'yes'"),
         ({"max_iter": 0}, r"`max_iter` must be an integer >= 1; got max_iter = 0"),
         ({"tol": -1.0}, r"`tol` must be a number >= 0; got tol = -1.0"),
         ({"standardize": "yes"}, r"`standardize` must be True or False; got 'yes'"),

@@ -38,11 +38,13 @@ class ValidationMonitor:
         loss: the training loss (also the validation loss).
         patience: accepted steps without improvement before stopping (None: never stop).
         reducer: sums over the process group.
+        min_delta: an improvement must lower the best validation loss by more than this.
     """
 
     def __init__(self, outputs: Callable[[torch.Tensor], torch.Tensor], target: torch.Tensor, loss: Loss,
-                 patience: int | None, reducer: Reducer) -> None:
+                 patience: int | None, reducer: Reducer, min_delta: float = 0.0) -> None:
         self.outputs, self.target, self.loss, self.patience, self.reducer = outputs, target, loss, patience, reducer
+        self.min_delta = min_delta
         self.losses: list[float] = []
         self.metrics: list[float] = []
         self.best = math.inf
@@ -87,9 +89,12 @@ class ValidationMonitor:
         val, metric = self.evaluate(state.theta)
         self.losses.append(val)
         self.metrics.append(metric)
-        if val < self.best:
-            self.best, self.best_theta, self.best_step, self.fails = val, state.theta.detach().clone(), state.nit, 0
-            return False
+        if val < self.best:  # the best point moves on any decrease; patience only on a real one
+            real = val < self.best - self.min_delta
+            self.best, self.best_theta, self.best_step = val, state.theta.detach().clone(), state.nit
+            if real:
+                self.fails = 0
+                return False
         self.fails += 1
         return self.patience is not None and self.fails >= self.patience
 

@@ -109,6 +109,7 @@ def fit(
     weight_decay_ref: str = "zero",
     validation: tuple[Any, Any] | None = None,
     patience: int | None = None,
+    min_delta: float = 0.0,
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -160,6 +161,8 @@ def fit(
             validation loss and return the parameters of the best one
             (``Termination.EARLY_STOP``; MATLAB's ``max_fail``). Default 6 when ``validation``
             is given.
+        min_delta: with ``validation``: a step counts as an improvement only if it lowers the
+            best validation loss by more than this (scikit-learn's ``tol``).
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -187,6 +190,7 @@ def fit(
     if patience is not None and validation is None:
         raise GaussNewtonError("`patience` needs `validation=(X_val, y_val)`; got patience without validation.")
     patience = check_positive_int("patience", 6 if patience is None else patience)
+    min_delta = check_nonneg("min_delta", min_delta)
     loss_fn = get_loss(loss)
     xt, yt = prepare_data(model, X, y, loss_fn)
     problem = NetworkProblem(model, xt, params=params, memory_budget=memory_budget)
@@ -201,7 +205,7 @@ def fit(
                           theta0.clone() if weight_decay_ref == "init" else None)
     monitor = None
     if validation is not None:
-        monitor = _validation_monitor(model, validation, loss_fn, params, memory_budget, patience, reducer)
+        monitor = _validation_monitor(model, validation, loss_fn, params, memory_budget, patience, reducer, min_delta)
         monitor.start(theta0)
     p = problem.n_params
     # the paper's default: undamped GN below the interpolation threshold, adaptive damping above
@@ -264,7 +268,8 @@ def _match_outputs(problem: NetworkProblem, yt: torch.Tensor, loss: Loss, name: 
 
 
 def _validation_monitor(model: nn.Module, validation: Any, loss: Loss, params: Iterable[torch.Tensor] | None,
-                        memory_budget: float, patience: int, reducer: Reducer) -> ValidationMonitor:
+                        memory_budget: float, patience: int, reducer: Reducer,
+                        min_delta: float) -> ValidationMonitor:
     """The monitor of ``validation=(X_val, y_val)`` (validated like X and y)."""
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         size = f" of length {len(validation)}" if isinstance(validation, (tuple, list)) else ""
@@ -275,7 +280,7 @@ def _validation_monitor(model: nn.Module, validation: Any, loss: Loss, params: I
         raise GaussNewtonError(f"`validation`: {exc}") from None
     problem = NetworkProblem(model, xv, params=params, memory_budget=memory_budget)
     return ValidationMonitor(problem.outputs, _match_outputs(problem, yv, loss, "validation y"), loss, patience,
-                             reducer)
+                             reducer, min_delta)
 
 
 def _progress_bar(total: int, method: str) -> Any:

@@ -9,10 +9,15 @@ so they work in ``Pipeline`` and ``GridSearchCV``; ``sklearn.utils.estimator_che
 
 Requires the ``sklearn`` extra (``pip install gaussnewton[sklearn]``).
 
-Warning:
-    ``alpha`` is the **output scale** α of the paper (the prediction is α·network(x), and ρ is
-    measured in units of nα²), *not* scikit-learn's L2 penalty ``alpha`` of ``MLPRegressor``.
-    There is no weight decay here; use ``damping`` and ``max_iter`` to regularize.
+Names follow ``MLPRegressor``/``MLPClassifier``: ``alpha`` is the L2 penalty (the objective is
+``R + alpha/(2n)·‖θ‖²``, R the mean loss over the n training rows; unlike scikit-learn the
+biases are penalized too), ``early_stopping``/``validation_fraction``/``n_iter_no_change``/``tol``
+stop on a held-out split and restore its best parameters (:func:`gaussnewton.fit`'s
+``validation``/``patience``/``min_delta``). The paper's output scale α is ``output_scale``.
+By default early stopping is on: GN/LM fits the training set in tens of steps, and without a
+held-out split an overparameterized network interpolates the noise.
+
+Changed in 0.2: ``alpha`` was the output scale in 0.1; it is now the L2 penalty.
 """
 
 from __future__ import annotations
@@ -35,10 +40,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gaussnewton.sklearn needs scikit-learn >= 1.6: pip install 'gaussnewton[sklearn]'."
     ) from exc
 
-from ._errors import GaussNewtonError, check_choice, check_positive, check_positive_int
+from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive, check_positive_int
 from .damping import DampingSchedule
 from .fit import fit as gn_fit
-from .result import IterationInfo
 
 __all__ = ["GNClassifier", "GNRegressor"]
 
@@ -90,23 +94,6 @@ def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str, alp
     return nn.Sequential(*layers)
 
 
-def _relative_decrease_stopper(tol: float) -> Any:
-    """Callback for :func:`gaussnewton.fit`: stop once an accepted step gains < ``tol``·loss.
-
-    scikit-learn's ``tol`` on the loss, without its patience counter.
-    """
-    last: list[float] = []
-
-    def callback(info: IterationInfo) -> bool:
-        if not info.accepted:
-            return False
-        done = info.cost == 0.0 or (bool(last) and last[-1] - info.cost <= tol * last[-1])
-        last.append(info.cost)
-        return done
-
-    return callback
-
-
 class _GNMLPBase(BaseEstimator):
     """Shared constructor, validation and training of the two estimators."""
 
@@ -115,21 +102,29 @@ class _GNMLPBase(BaseEstimator):
         hidden_layer_sizes: Sequence[int] = (50,),
         activation: str = "tanh",
         *,
-        alpha: float = 1.0,
+        alpha: float = 1e-4,
+        output_scale: float = 1.0,
         damping: DampingSchedule | str | float | None = None,
         method: str = "lm",
-        max_iter: int = 100,
-        tol: float = 1e-6,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 6,
         random_state: int | np.random.RandomState | None = None,
         standardize: bool = True,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.alpha = alpha
+        self.output_scale = output_scale
         self.damping = damping
         self.method = method
         self.max_iter = max_iter
         self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.standardize = standardize
 
@@ -146,8 +141,16 @@ class _GNMLPBase(BaseEstimator):
             )
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("method", self.method, ("lm", "gn", "gd"))
-        check_positive("alpha", self.alpha)
+        check_nonneg("alpha", self.alpha)
+        check_positive("output_scale", self.output_scale)
         check_positive_int("max_iter", self.max_iter)
+        check_positive_int("n_iter_no_change", self.n_iter_no_change)
+        if not isinstance(self.early_stopping, (bool, np.bool_)):
+            raise GaussNewtonError(f"`early_stopping` must be True or False; got {self.early_stopping!r}.")
+        if isinstance(self.validation_fraction, bool) or not isinstance(self.validation_fraction, numbers.Real) \
+                or not 0 < self.validation_fraction < 1:
+            raise GaussNewtonError(f"`validation_fraction` must lie in (0, 1); got validation_fraction = "
+                                   f"{self.validation_fraction!r}.")
         if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
             raise GaussNewtonError(f"`tol` must be a number >= 0; got tol = {self.tol!r}.")
         if not isinstance(self.standardize, (bool, np.bool_)):
@@ -155,22 +158,35 @@ class _GNMLPBase(BaseEstimator):
         return tuple(int(s) for s in sizes)
 
     def _fit_network(self, x: np.ndarray, targets: np.ndarray, n_out: int, loss: str) -> None:
-        """Standardize X, build the network and train it; sets the fitted attributes."""
+        """Split off the validation rows, standardize X, build the network and train it."""
         hidden = self._check_params()
-        seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(_SEED_BOUND))
+        n_val = int(round(float(self.validation_fraction) * len(x))) if self.early_stopping else 0
+        if 1 <= n_val < len(x):  # held-out rows for early stopping (as MLPRegressor: a random split)
+            order = rng.permutation(len(x))
+            x_val, t_val = x[order[:n_val]], targets[order[:n_val]]
+            x, targets = x[order[n_val:]], targets[order[n_val:]]
+        else:  # no split: patience on the training loss (scikit-learn's tol / n_iter_no_change)
+            x_val, t_val = x, targets
         if self.standardize:
             self._x_mean = x.mean(axis=0)
             scale = x.std(axis=0)
             self._x_scale = np.where(scale > 0, scale, 1.0)
         else:
             self._x_mean, self._x_scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
-        self.model_ = build_mlp(x.shape[1], hidden, n_out, self.activation, float(self.alpha), seed)
+        scale_out = float(self.output_scale)
+        self.model_ = build_mlp(x.shape[1], hidden, n_out, self.activation, scale_out, seed)
         res = gn_fit(self.model_, self._inputs(x), torch.as_tensor(targets), method=self.method, damping=self.damping,
-                     steps=int(self.max_iter), loss=loss, alpha=float(self.alpha),
-                     callback=_relative_decrease_stopper(float(self.tol)))
+                     steps=int(self.max_iter), loss=loss, alpha=scale_out,
+                     weight_decay=float(self.alpha) / len(x),
+                     validation=(self._inputs(x_val), torch.as_tensor(t_val)),
+                     patience=int(self.n_iter_no_change), min_delta=float(self.tol))
         self.n_iter_ = int(res.steps)
-        self.loss_ = float(res.loss)
-        self.loss_curve_ = [float(c) for c in res.history["loss"]]
+        self.loss_ = float(res.data_loss)
+        self.loss_curve_ = [float(c) for c in res.history["data_loss"]]
+        self.validation_scores_ = [float(v) for v in res.history["val_metric"]] if n_val >= 1 else None
+        self.best_validation_score_ = None if n_val < 1 else float(max(self.validation_scores_ or [np.nan]))
         self.termination_ = res.termination
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
@@ -194,21 +210,32 @@ class GNRegressor(RegressorMixin, _GNMLPBase):
         hidden_layer_sizes: width of each hidden layer (default one layer of 50).
         activation: ``"tanh"`` (default), ``"relu"``, ``"logistic"``, ``"identity"``,
             ``"softplus"`` or ``"gelu"``.
-        alpha: output scale α > 0 of the network (prediction = α·network(x)). **Not** an L2
-            penalty: this is not scikit-learn's ``MLPRegressor(alpha=...)``.
+        alpha: L2 penalty ≥ 0 as in ``MLPRegressor``: ``alpha/(2n)·‖θ‖²`` is added to the mean
+            loss (biases included).
+        output_scale: the paper's output scale α > 0 (prediction = α·network(x)).
         damping: damping rule passed to :func:`gaussnewton.fit` (None: Nielsen for ``"lm"``).
         method: ``"lm"`` (default, trust region), ``"gn"`` (damped GN, every step accepted)
             or ``"gd"`` (gradient descent).
         max_iter: maximum number of (trial) steps.
-        tol: stop once an accepted step lowers the training loss by less than ``tol``·loss.
+        tol: a step improves only if it lowers the best validation loss (the training loss
+            without early stopping) by more than ``tol``.
+        early_stopping: hold out ``validation_fraction`` of the rows and stop after
+            ``n_iter_no_change`` accepted steps without improvement, keeping the best
+            parameters (default True; False: patience on the training loss).
+        validation_fraction: share of the rows held out (in (0, 1)).
+        n_iter_no_change: accepted steps without improvement before stopping (default 6,
+            MATLAB ``trainlm``'s ``max_fail``).
         random_state: seed (int), ``RandomState`` or None for the weight initialization.
         standardize: z-score the inputs and the targets inside ``fit`` (undone in ``predict``).
 
     Attributes:
         model_: the trained ``nn.Sequential`` (on standardized data).
         n_iter_: steps taken (including rejected LM trials).
-        loss_: final training loss (standardized units).
-        loss_curve_: training loss after each step.
+        loss_: final training data loss, without the penalty (standardized units).
+        loss_curve_: training data loss after each step.
+        validation_scores_: R² on the held-out rows after each step (None without
+            early stopping).
+        best_validation_score_: the best of them (None without early stopping).
         termination_: why training stopped (:class:`gaussnewton.Termination`).
         n_features_in_: number of input features.
 
@@ -275,12 +302,20 @@ class GNClassifier(ClassifierMixin, _GNMLPBase):
         hidden_layer_sizes: width of each hidden layer (default one layer of 50).
         activation: ``"tanh"`` (default), ``"relu"``, ``"logistic"``, ``"identity"``,
             ``"softplus"`` or ``"gelu"``.
-        alpha: output scale α > 0 of the logits. **Not** an L2 penalty: this is not
-            scikit-learn's ``MLPClassifier(alpha=...)``.
+        alpha: L2 penalty ≥ 0 as in ``MLPClassifier``: ``alpha/(2n)·‖θ‖²`` is added to the mean
+            loss (biases included).
+        output_scale: the paper's output scale α > 0 of the logits.
         damping: damping rule passed to :func:`gaussnewton.fit` (None: Nielsen for ``"lm"``).
         method: ``"lm"`` (default), ``"gn"`` or ``"gd"``.
         max_iter: maximum number of (trial) steps.
-        tol: stop once an accepted step lowers the training loss by less than ``tol``·loss.
+        tol: a step improves only if it lowers the best validation loss (the training loss
+            without early stopping) by more than ``tol``.
+        early_stopping: hold out ``validation_fraction`` of the rows and stop after
+            ``n_iter_no_change`` accepted steps without improvement, keeping the best
+            parameters (default True; False: patience on the training loss).
+        validation_fraction: share of the rows held out (in (0, 1)).
+        n_iter_no_change: accepted steps without improvement before stopping (default 6,
+            MATLAB ``trainlm``'s ``max_fail``).
         random_state: seed (int), ``RandomState`` or None for the weight initialization.
         standardize: z-score the inputs inside ``fit``.
 
@@ -288,8 +323,11 @@ class GNClassifier(ClassifierMixin, _GNMLPBase):
         classes_: the class labels (sorted).
         model_: the trained ``nn.Sequential`` (logits on standardized inputs).
         n_iter_: steps taken (including rejected LM trials).
-        loss_: final mean cross-entropy on the training set.
-        loss_curve_: training loss after each step.
+        loss_: final mean cross-entropy on the training rows (without the penalty).
+        loss_curve_: training data loss after each step.
+        validation_scores_: accuracy on the held-out rows after each step (None without
+            early stopping).
+        best_validation_score_: the best of them (None without early stopping).
         termination_: why training stopped (:class:`gaussnewton.Termination`).
         n_features_in_: number of input features.
 
