@@ -9,7 +9,7 @@ over the samples (chunked to a memory budget): far faster than a whole-batch ``j
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -60,12 +60,21 @@ class NetworkProblem(Problem):
             ``"structured"`` (require it) or ``"autodiff"`` (per-sample ``vmap(jacrev)``; when
             two rows of it disagree with full-batch VJPs, i.e. samples interact, full-batch
             reverse mode is used instead).
-        check_deterministic: evaluate twice at θ₀ and refuse a model whose outputs differ
-            (dropout in train mode, random augmentation): full-batch GN is silently wrong then.
+        check_deterministic: refuse dropout layers in training mode, and evaluate twice at θ₀
+            and refuse a model whose outputs differ (random augmentation): full-batch GN is
+            silently wrong then.
+
+    Layers that couple samples or mutate state are refused before the first forward (so the
+    model is left untouched): batch normalization in training mode (batch statistics couple
+    the samples; running statistics would be updated in place inside the Jacobian
+    transforms) and instance normalization tracking running statistics in training mode.
+    In eval mode both are per-sample affine maps and work. ``nn.Embedding`` needs integer
+    ``x``; a floating ``x`` is refused with a hint.
 
     Raises:
         GaussNewtonError: no trainable parameters, non-differentiable or non-deterministic
-            model, or outputs whose leading dimension is not n.
+            model, a refused layer (its module path is named), or outputs whose leading
+            dimension is not n.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class NetworkProblem(Problem):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise GaussNewtonError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+        _check_layers(model, check_deterministic)
         self.model = model
         self.x = x
         named_all: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
@@ -108,7 +118,11 @@ class NetworkProblem(Problem):
         self.memory_budget = memory_budget
         theta0 = self.get_flat()
         with torch.no_grad():
-            out = self.outputs(theta0)
+            try:
+                out = self.outputs(theta0)
+            except RuntimeError as exc:
+                _explain_forward_error(model, x, exc)
+                raise
         if not out.is_floating_point():
             raise GaussNewtonError(f"`model` must return floating-point outputs; got {out.dtype}.")
         if out.ndim == 0 or out.shape[0] != x.shape[0]:
@@ -260,6 +274,54 @@ class NetworkProblem(Problem):
         chunk = chunk_size_for(n, 4 * k * self.n_params * itemsize, self.memory_budget)
         jac = _vmap_halving(lambda xi: per_sample(theta, xi), x, chunk)
         return jac.reshape(n * k, self.n_params)
+
+
+def _where(found: Sequence[tuple[str, nn.Module]]) -> str:
+    """Module paths with class names, e.g. ``features.1 (BatchNorm1d)`` (the first three)."""
+    parts = [f"{name or '<model>'} ({type(mod).__name__})" for name, mod in found[:3]]
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return ", ".join(parts) + more
+
+
+def _check_layers(model: nn.Module, check_deterministic: bool) -> None:
+    """Refuse layers that couple samples, mutate buffers or are random (before any forward)."""
+    mods = list(model.named_modules())
+    batch_norm = [(n, m) for n, m in mods if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if batch_norm:
+        s = "s" if len(batch_norm) > 1 else ""
+        raise GaussNewtonError(
+            f"`model` has batch normalization in training mode: {_where(batch_norm)}. Its batch statistics "
+            "couple the samples and its running statistics are updated in place, which full-batch Gauss-Newton "
+            "cannot handle. Call model.eval() to normalize with the running statistics "
+            f"(an affine map per sample), or replace the layer{s} by nn.LayerNorm or nn.GroupNorm."
+        )
+    instance_norm = [(n, m) for n, m in mods if isinstance(m, nn.modules.instancenorm._InstanceNorm)
+                     and m.training and m.running_mean is not None]  # the buffers forward would update
+    if instance_norm:
+        raise GaussNewtonError(
+            "`model` has instance normalization tracking running statistics in training mode: "
+            f"{_where(instance_norm)}; they are updated in place, which full-batch Gauss-Newton cannot handle. "
+            "Call model.eval(), or build it with track_running_stats=False."
+        )
+    dropout = [(n, m) for n, m in mods if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0]
+    if dropout and check_deterministic:
+        verb = "are" if len(dropout) > 1 else "is"
+        raise GaussNewtonError(
+            f"`model` is not deterministic: {_where(dropout)} {verb} in training mode; call model.eval() to "
+            "switch dropout off (full-batch Gauss-Newton needs the same function at every evaluation). "
+            "Pass check_deterministic=False only if you know why."
+        )
+
+
+def _explain_forward_error(model: nn.Module, x: torch.Tensor, exc: RuntimeError) -> None:
+    """Raise a GaussNewtonError for an embedding fed floating-point indices (else return)."""
+    embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    if embeddings and x.is_floating_point():
+        raise GaussNewtonError(
+            f"`model` failed on floating-point inputs ({x.dtype}) and has {_where(embeddings)}, which needs "
+            "integer indices (`fit` converts X to the parameters' dtype): index with x.long() in forward, or "
+            f"pass integer inputs to NetworkProblem. Original error: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 class _NotStructured(Exception):
