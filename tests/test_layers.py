@@ -153,7 +153,17 @@ def test_embedding_fed_float_inputs_by_fit_is_refused_with_a_hint():
     model = nn.Sequential(nn.Embedding(7, 3), nn.Flatten(1), nn.Linear(6, 1), nn.Flatten(0)).double()
     x, y = index_data()
     with pytest.raises(GaussNewtonError, match=r"has 0 \(Embedding\), which needs integer indices.*x\.long\(\)"):
-        gn.fit(model, x.long(), y, steps=1)
+        gn.fit(model, x.double(), y, steps=1)
+
+
+def test_fit_keeps_integer_inputs_for_a_plain_embedding():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 3), nn.Flatten(1), nn.Linear(6, 1), nn.Flatten(0)).double()
+    x, y = index_data()
+    res = gn.fit(model, x.long(), y, method="lm", steps=15)
+    assert res.loss < 0.5 * res.initial_loss
+    with torch.no_grad():
+        assert res.loss == pytest.approx(0.5 * float(((model(x.long()) - y) ** 2).mean()), rel=1e-10)
 
 
 class Features(nn.Module):

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,12 +41,20 @@ from .steps import make_step_rule
 __all__ = ["fit", "prepare_data"]
 
 
+def _is_integer_array(x: Any) -> bool:
+    """True for an integer (not bool) tensor or numpy array: embedding indices."""
+    if isinstance(x, torch.Tensor):
+        return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+    return isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer)
+
+
 def prepare_data(model: nn.Module, x: Any, y: Any, loss: Loss) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate and convert ``X`` and ``y`` to the model's dtype and device.
 
     Args:
         model: the network (its first parameter sets dtype and device).
-        x: inputs (n, ...).
+        x: inputs (n, ...); an integer tensor or array stays integer (indices for
+            ``nn.Embedding``), anything else becomes the model's floating dtype.
         y: targets (n,) (or (n, k)); integer class labels for cross-entropy.
         loss: the loss (decides whether y holds class labels).
 
@@ -63,7 +72,10 @@ def prepare_data(model: nn.Module, x: Any, y: Any, loss: Loss) -> tuple[torch.Te
         raise GaussNewtonError("`model` has no parameters to train.")
     if not first.is_floating_point():
         raise GaussNewtonError(f"`model` parameters must be floating point; got {first.dtype}.")
-    xt = to_float_tensor("X", x, dtype=first.dtype, device=first.device)
+    if _is_integer_array(x):  # indices for nn.Embedding: kept as integers (never differentiated)
+        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(first.device).long()
+    else:
+        xt = to_float_tensor("X", x, dtype=first.dtype, device=first.device)
     if xt.ndim < 1 or xt.shape[0] == 0:
         raise GaussNewtonError(f"`X` must have at least one sample (n >= 1); got shape {tuple(xt.shape)}.")
     if loss.multi_output:

@@ -319,8 +319,8 @@ def _explain_forward_error(model: nn.Module, x: torch.Tensor, exc: RuntimeError)
     if embeddings and x.is_floating_point():
         raise GaussNewtonError(
             f"`model` failed on floating-point inputs ({x.dtype}) and has {_where(embeddings)}, which needs "
-            "integer indices (`fit` converts X to the parameters' dtype): index with x.long() in forward, or "
-            f"pass integer inputs to NetworkProblem. Original error: {str(exc).splitlines()[0]}"
+            "integer indices: pass X as an integer tensor or array (`fit` keeps it integer), or index with "
+            f"x.long() in forward. Original error: {str(exc).splitlines()[0]}"
         ) from exc
 
 
