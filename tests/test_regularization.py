@@ -179,3 +179,52 @@ def test_regularization_arguments_are_validated(kwargs, match):
     X, y = gn.datasets.single_index(10, 3, seed=0)
     with pytest.raises(gn.GaussNewtonError, match=match):
         gn.fit(gn.MLP(3, width=4, seed=0), X, y, steps=2, **kwargs)
+
+
+@pytest.mark.parametrize("width", [40, 2])  # N < p (kernel eigenvalues) and N > p (normal form)
+def test_bayesian_regularization_matches_a_dense_numpy_implementation(width):
+    """γ, α, β at θ₀ and the first step, from the same formulas on a dense J in numpy float64."""
+    X, y = gn.datasets.single_index(30, 3, seed=2, noise=0.2)
+    net = gn.MLP(3, width=width, alpha=1.0, seed=0)
+    prob = NetworkProblem(net, X)
+    theta0 = prob.get_flat()
+    jac = prob.jacobian(theta0).numpy()
+    r = (net(X).detach() - y).numpy()
+    theta = theta0.numpy()
+    n_res, p = jac.shape
+    w = np.linalg.eigvalsh(jac.T @ jac)[-min(n_res, p):]  # the nonzero eigenvalues of JᵀJ
+    c0 = 1e-3 * w.mean()  # the documented start
+    gamma = float(np.sum(w / (w + c0)))
+    alpha = gamma / (2 * theta @ theta)
+    beta = (n_res - gamma) / (2 * r @ r)
+    c = alpha / beta
+    step = -np.linalg.solve(jac.T @ jac + c * np.eye(p), jac.T @ r + c * theta)  # (JᵀJ + cI)δ = −Jᵀr − cθ
+    res = gn.fit(net, X, y, method="gn", damping=0.0, steps=1, regularization="bayesian")
+    assert res.history["gamma"][0] == pytest.approx(gamma, rel=1e-9)
+    assert res.history["bayes_alpha"][0] == pytest.approx(alpha, rel=1e-9)
+    assert res.history["bayes_beta"][0] == pytest.approx(beta, rel=1e-9)
+    np.testing.assert_allclose(res.params.numpy(), theta + step, rtol=1e-8, atol=1e-10)
+    assert 0 < gamma <= min(n_res, p)
+
+
+def test_bayesian_regularization_generalizes_better_than_none():
+    X, y = gn.datasets.california_housing(n=1300, seed=0)
+    fits = {reg: gn.fit(gn.MLP(8, width=50, alpha=1.0, seed=0), X[:300], y[:300], method="lm", steps=60,
+                        regularization=reg, validation=(X[300:], y[300:]), patience=1000)
+            for reg in (None, "bayesian")}
+    assert fits["bayesian"].history["val_metric"][-1] > fits[None].history["val_metric"][-1] + 0.05
+    gammas = fits["bayesian"].history["gamma"]
+    assert all(0 < g < 401 for g in gammas) and gammas[-1] < 0.5 * 401  # far fewer effective parameters than p
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"regularization": "l1"}, r"`regularization` must be one of 'bayesian'; got 'l1'"),
+    ({"regularization": "bayesian", "loss": "log_cosh"}, r"`regularization='bayesian'` needs loss='squared'"),
+    ({"regularization": "bayesian", "solver": "cg"}, r"`regularization='bayesian'` needs the eigenvalues of an exact"),
+    ({"regularization": "bayesian", "method": "lm", "damping": gn.damping.Nielsen(scaling="diag")},
+     r"`regularization='bayesian'` needs D = I"),
+])
+def test_bayesian_arguments_are_validated(kwargs, match):
+    X, y = gn.datasets.single_index(10, 3, seed=0)
+    with pytest.raises(gn.GaussNewtonError, match=match):
+        gn.fit(gn.MLP(3, width=4, seed=0), X, y, steps=2, **kwargs)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._bayes import BayesianRegularization
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
 from ._objective import Linearization, Objective, gain_ratio
@@ -111,17 +112,20 @@ class Stepper:
         max_trials: trials per :meth:`step` (the optimizer's budget); None: until accepted.
         monitor: called with the state after each recorded trial; True stops the run with
             ``Termination.EARLY_STOP`` (validation patience, :mod:`gaussnewton._validation`).
+        bayesian: re-estimate the weight decay at every iterate (:mod:`gaussnewton._bayes`).
+        decay_ref: θ_ref of the Bayesian weight prior (None: 0).
     """
 
     def __init__(self, rule: StepRule, solver: LinearSolver | None, stopping: Stopping = Stopping(), *,
                  track_kernel: bool = False, callback: Callback | None = None,
                  on_row: Callable[[History], None] | None = None, max_trials: int | None = None,
-                 monitor: Callable[[SolverState], bool] | None = None) -> None:
+                 monitor: Callable[[SolverState], bool] | None = None,
+                 bayesian: BayesianRegularization | None = None, decay_ref: torch.Tensor | None = None) -> None:
         if rule.uses_solver and solver is None:
             raise GaussNewtonError(f"{type(rule).__name__} needs a linear solver; got None.")
         self.rule, self.solver, self.stopping = rule, solver, stopping
         self.track_kernel, self.callback, self.on_row, self.max_trials = track_kernel, callback, on_row, max_trials
-        self.monitor = monitor
+        self.monitor, self.bayesian, self.decay_ref = monitor, bayesian, decay_ref
 
     @property
     def dense(self) -> bool | None:
@@ -217,8 +221,10 @@ class Stepper:
         prepared = None
         if self.rule.uses_solver:
             assert self.solver is not None
-            prepared = self.solver.prepare(lin.a, lin.h, diag=diag,
-                                           spectrum=self.rule.needs_spectrum or self.track_kernel)
+            prepared = self.solver.prepare(lin.a, lin.h, diag=diag, spectrum=self.rule.needs_spectrum
+                                           or self.track_kernel or self.bayesian is not None)
+            if self.bayesian is not None:  # α, β, γ from the spectrum just computed; λ = c·weight
+                self.bayesian.update(obj, lin, self.solver.spectrum(prepared), state, self.decay_ref)
             prepared.set_penalty(lin.penalty, lin.decay_e)
         lam = None
         if self.track_kernel:
@@ -276,6 +282,8 @@ class Stepper:
             lambda_min=float(lam[0]) if lam is not None else math.nan,
             lambda_max=float(lam[-1]) if lam is not None else math.nan, nfev=state.nfev,
             penalty=obj.penalty(state.theta),
+            **({} if self.bayesian is None else {"gamma": self.bayesian.gamma, "bayes_alpha": self.bayesian.alpha,
+                                                 "bayes_beta": self.bayesian.beta}),
         )
         if self.on_row is not None:
             self.on_row(state.history)

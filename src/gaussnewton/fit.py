@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._bayes import BayesianRegularization
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive, check_positive_int, to_float_tensor
 from ._objective import Objective
@@ -36,7 +37,7 @@ from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Loss, get_loss
 from .problems.network import NetworkProblem
 from .result import FitResult, History, IterationInfo, Termination
-from .steps import make_step_rule
+from .steps import StepRule, make_step_rule
 
 __all__ = ["fit", "prepare_data"]
 
@@ -122,6 +123,7 @@ def fit(
     validation: tuple[Any, Any] | None = None,
     patience: int | None = None,
     min_delta: float = 0.0,
+    regularization: str | None = None,
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -175,6 +177,13 @@ def fit(
             is given.
         min_delta: with ``validation``: a step counts as an improvement only if it lowers the
             best validation loss by more than this (scikit-learn's ``tol``).
+        regularization: ``"bayesian"``: MacKay / Foresee–Hagan Bayesian regularization
+            (MATLAB ``trainbr``): the weight decay λ is re-estimated before every step from
+            the effective number of parameters ``γ = Σ w_i/(w_i + c)`` (``w_i`` the
+            eigenvalues of the Gram matrix the step factors, ``c = nλ``),
+            ``α = γ/(2‖θ − θ_ref‖²)``, ``β = (N − γ)/(2Σr²)``, ``c = α/β``
+            (:mod:`gaussnewton._bayes`); history records ``gamma``, ``bayes_alpha``,
+            ``bayes_beta``. Squared loss, exact solvers (not ``"cg"``), D = I.
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -203,6 +212,8 @@ def fit(
         raise GaussNewtonError("`patience` needs `validation=(X_val, y_val)`; got patience without validation.")
     patience = check_positive_int("patience", 6 if patience is None else patience)
     min_delta = check_nonneg("min_delta", min_delta)
+    if regularization is not None:
+        check_choice("regularization", regularization, ("bayesian",))
     loss_fn = get_loss(loss)
     xt, yt = prepare_data(model, X, y, loss_fn)
     problem = NetworkProblem(model, xt, params=params, memory_budget=memory_budget)
@@ -240,8 +251,10 @@ def fit(
                            lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss,
                            world=1 if not reducer.active else torch.distributed.get_world_size(reducer.group))
         ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0)
+    bayes = _bayesian(regularization, loss_fn, rule, linsolver)
     stepper = Stepper(rule, linsolver, Stopping(max_steps=steps, target_cost=target_loss), callback=callback,
-                      track_kernel=track_kernel, on_row=on_row, monitor=monitor)
+                      track_kernel=track_kernel, on_row=on_row, monitor=monitor, bayesian=bayes,
+                      decay_ref=objective.decay_ref)
     try:
         state = stepper.solve(objective, theta0, start_name="model(X)", checkpointer=ckpt)
     finally:
@@ -267,6 +280,23 @@ def fit(
                      data_loss=state.cost - penalty, penalty=penalty,
                      best_step=None if monitor is None else monitor.best_step,
                      val_loss=None if monitor is None else monitor.evaluate(state.theta)[0])
+
+
+def _bayesian(regularization: str | None, loss: Loss, rule: StepRule,
+              solver: LinearSolver | None) -> BayesianRegularization | None:
+    """The Bayesian regularizer, refusing the settings its formulas do not cover."""
+    if regularization is None:
+        return None
+    if loss.name != "squared":
+        raise GaussNewtonError(f"`regularization='bayesian'` needs loss='squared' (its β is a Gaussian noise "
+                               f"precision); got loss={loss.name!r}.")
+    if solver is None or not solver.needs_dense:
+        raise GaussNewtonError("`regularization='bayesian'` needs the eigenvalues of an exact solver "
+                               f"(solver='normal', 'kernel' or 'auto' within the memory budget); got "
+                               f"{'method gd' if solver is None else repr(solver.name)}.")
+    if rule.scaling == "diag":
+        raise GaussNewtonError("`regularization='bayesian'` needs D = I; got a damping with scaling='diag'.")
+    return BayesianRegularization()
 
 
 def _match_outputs(problem: NetworkProblem, yt: torch.Tensor, loss: Loss, name: str) -> torch.Tensor:

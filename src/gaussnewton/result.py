@@ -108,17 +108,21 @@ class History:
         "lambda_max",
         "nfev",
         "penalty",
+        "gamma",
+        "bayes_alpha",
+        "bayes_beta",
     )
+    OPTIONAL = frozenset({"gamma", "bayes_alpha", "bayes_beta"})  # NaN unless recorded
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.rows: dict[str, list[Any]] = {k: [] for k in self.KEYS}
 
     def record(self, **values: Any) -> None:
-        """Append one row; every key of :attr:`KEYS` must be given."""
+        """Append one row; every key of :attr:`KEYS` must be given (NaN for missing optional ones)."""
         values["time"] = time.perf_counter() - self.start
         for k in self.KEYS:
-            self.rows[k].append(values[k])
+            self.rows[k].append(values[k] if k in values or k not in self.OPTIONAL else float("nan"))
 
     def __len__(self) -> int:
         return len(self.rows["cost"])
