@@ -176,3 +176,16 @@ def test_defaults_do_not_interpolate_noise_on_a_small_data_set():
                            random_state=seed).fit(xtr, ytr)
         assert default.score(xte, yte) > 0.1
         assert bare.score(xte, yte) < default.score(xte, yte)
+
+
+def test_bayesian_regularization_on_a_small_data_set():
+    """trainbr-style regularization on 200 rows (measured test R² 0.65, 0.64, 0.58 for seeds 0–2)."""
+    x, y = gn.datasets.california_housing(n=2000, seed=0, unit_norm=False, standardize_target=False)
+    x, y = x.numpy(), y.numpy()
+    for seed in range(3):
+        xtr, xte, ytr, yte = train_test_split(x, y, train_size=200, random_state=seed)
+        reg = GNRegressor(hidden_layer_sizes=(100,), regularization="bayesian", early_stopping=False, max_iter=50,
+                          random_state=seed).fit(xtr, ytr)
+        assert reg.score(xte, yte) > 0.5
+    with pytest.raises(GaussNewtonError, match=r"`regularization` must be one of 'bayesian'; got 'l2'"):
+        GNRegressor(regularization="l2").fit(xtr, ytr)

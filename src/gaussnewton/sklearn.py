@@ -111,6 +111,7 @@ class _GNMLPBase(BaseEstimator):
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 6,
+        regularization: str | None = None,
         random_state: int | np.random.RandomState | None = None,
         standardize: bool = True,
     ) -> None:
@@ -125,6 +126,7 @@ class _GNMLPBase(BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.regularization = regularization
         self.random_state = random_state
         self.standardize = standardize
 
@@ -145,6 +147,8 @@ class _GNMLPBase(BaseEstimator):
         check_positive("output_scale", self.output_scale)
         check_positive_int("max_iter", self.max_iter)
         check_positive_int("n_iter_no_change", self.n_iter_no_change)
+        if self.regularization is not None:
+            check_choice("regularization", self.regularization, ("bayesian",))
         if not isinstance(self.early_stopping, (bool, np.bool_)):
             raise GaussNewtonError(f"`early_stopping` must be True or False; got {self.early_stopping!r}.")
         if isinstance(self.validation_fraction, bool) or not isinstance(self.validation_fraction, numbers.Real) \
@@ -181,7 +185,8 @@ class _GNMLPBase(BaseEstimator):
                      steps=int(self.max_iter), loss=loss, alpha=scale_out,
                      weight_decay=float(self.alpha) / len(x),
                      validation=(self._inputs(x_val), torch.as_tensor(t_val)),
-                     patience=int(self.n_iter_no_change), min_delta=float(self.tol))
+                     patience=int(self.n_iter_no_change), min_delta=float(self.tol),
+                     regularization=self.regularization)
         self.n_iter_ = int(res.steps)
         self.loss_ = float(res.data_loss)
         self.loss_curve_ = [float(c) for c in res.history["data_loss"]]
@@ -225,6 +230,9 @@ class GNRegressor(RegressorMixin, _GNMLPBase):
         validation_fraction: share of the rows held out (in (0, 1)).
         n_iter_no_change: accepted steps without improvement before stopping (default 6,
             MATLAB ``trainlm``'s ``max_fail``).
+        regularization: None or ``"bayesian"`` (``trainbr``: the L2 penalty re-estimated every
+            step from the effective number of parameters; ``alpha`` is then only its start;
+            regressor only: it needs the squared loss).
         random_state: seed (int), ``RandomState`` or None for the weight initialization.
         standardize: z-score the inputs and the targets inside ``fit`` (undone in ``predict``).
 
@@ -316,6 +324,9 @@ class GNClassifier(ClassifierMixin, _GNMLPBase):
         validation_fraction: share of the rows held out (in (0, 1)).
         n_iter_no_change: accepted steps without improvement before stopping (default 6,
             MATLAB ``trainlm``'s ``max_fail``).
+        regularization: None or ``"bayesian"`` (``trainbr``: the L2 penalty re-estimated every
+            step from the effective number of parameters; ``alpha`` is then only its start;
+            regressor only: it needs the squared loss).
         random_state: seed (int), ``RandomState`` or None for the weight initialization.
         standardize: z-score the inputs inside ``fit``.
 
