@@ -9,8 +9,10 @@ evidence approximation, with the Gauss–Newton Hessian ``H = 2βJᵀJ + 2αI``:
    \alpha = \frac{\gamma}{2E_W}, \qquad \beta = \frac{N - \gamma}{2E_D}, \qquad c = \frac{\alpha}{\beta},
 
 where ``w_i`` are the nonzero eigenvalues of ``JᵀJ`` — the ``min(N, p)`` eigenvalues of the
-Gram matrix the linear solver already factored (the N×N kernel when N < p), so the update
-costs nothing beyond the eigendecomposition; γ is the effective number of parameters.
+m×m Gram matrix ``G`` the linear solver formed (the N×N kernel when N < p); γ is the effective
+number of parameters. Without an eigendecomposition, ``γ = m − c·tr((G + cI)⁻¹)`` from one
+Cholesky of ``G + cI`` and its inverse (``cholesky_inverse``): about twice a Cholesky, not an
+``eigh``; with one (a schedule that needs λ_min) the eigenvalues are used directly.
 In the library's objective ``cost = w·Σ ½r_i² + λ/2·‖θ − θ_ref‖²`` the ratio is
 ``c = λ/w`` (``fit``: ``λ = c/n``), i.e. Bayesian regularization is weight decay whose λ is
 re-estimated before every step. The first iterate starts from ``c = 10⁻³·mean(w_i)`` unless a
@@ -29,6 +31,7 @@ import torch
 
 from ._objective import Linearization, Objective
 from ._state import SolverState
+from .linsolve import LinearSolver, Prepared
 
 __all__ = ["BayesianRegularization"]
 
@@ -49,17 +52,15 @@ class BayesianRegularization:
     alpha: float = math.nan
     beta: float = math.nan
 
-    def update(self, obj: Objective, lin: Linearization, eigenvalues: torch.Tensor, state: SolverState,
-               theta_ref: torch.Tensor | None) -> None:
+    def update(self, obj: Objective, lin: Linearization, prepared: Prepared, solver: LinearSolver,
+               state: SolverState, theta_ref: torch.Tensor | None) -> None:
         """New α, β, γ at ``state.theta``; rewrites λ, the cost, the gradient and the penalty of ``lin``."""
-        w = eigenvalues.double().clamp_min(0.0)
         n_res = lin.a.rows_total
         e_full = state.theta if theta_ref is None else state.theta - theta_ref
         e_w = float(e_full @ e_full)
         data_cost = state.cost - obj.penalty(state.theta)
         e_d = 2.0 * data_cost / obj.weight
-        c = obj.weight_decay / obj.weight if obj.weight_decay > 0 else _START * float(w.mean())
-        gamma = float((w / (w + c)).sum()) if c > 0 else float((w > 0).sum())
+        gamma, c = _effective_parameters(prepared, solver, obj.weight_decay / obj.weight)
         self.gamma = gamma
         self.alpha = gamma / (2.0 * max(e_w, 1e-300))
         self.beta = max(n_res - gamma, 1e-12 * n_res) / (2.0 * max(e_d, 1e-300))
@@ -70,3 +71,19 @@ class BayesianRegularization:
         state.cost = data_cost + obj.penalty(state.theta)
         lin.grad = lin.grad + (obj.weight_decay - old) * e_full.to(lin.grad.dtype)
         lin.penalty, lin.decay_e = c_new, e_full
+
+
+def _effective_parameters(prepared: Prepared, solver: LinearSolver, c: float) -> tuple[float, float]:
+    """``(γ, c)`` at the ratio ``c`` (0: the documented start ``10⁻³·mean(w_i)``)."""
+    gram = prepared.gram
+    if prepared.eig is not None or gram is None:  # eigenvalues at hand (or no Gram: lstsq)
+        w = solver.spectrum(prepared).double().clamp_min(0.0)
+        c = c if c > 0 else _START * float(w.mean())
+        return float((w / (w + c)).sum()), c
+    m = gram.shape[0]
+    if c <= 0:
+        c = _START * float(gram.diagonal().double().mean())  # mean(w_i) = tr(G)/m
+    mat = gram.double().clone()
+    mat.diagonal().add_(c)
+    factor = torch.linalg.cholesky(mat)
+    return m - c * float(torch.cholesky_inverse(factor).diagonal().sum()), c

@@ -221,10 +221,10 @@ class Stepper:
         prepared = None
         if self.rule.uses_solver:
             assert self.solver is not None
-            prepared = self.solver.prepare(lin.a, lin.h, diag=diag, spectrum=self.rule.needs_spectrum
-                                           or self.track_kernel or self.bayesian is not None)
-            if self.bayesian is not None:  # α, β, γ from the spectrum just computed; λ = c·weight
-                self.bayesian.update(obj, lin, self.solver.spectrum(prepared), state, self.decay_ref)
+            prepared = self.solver.prepare(lin.a, lin.h, diag=diag,
+                                           spectrum=self.rule.needs_spectrum or self.track_kernel)
+            if self.bayesian is not None:  # α, β, γ from the Gram matrix just formed; λ = c·weight
+                self.bayesian.update(obj, lin, prepared, self.solver, state, self.decay_ref)
             prepared.set_penalty(lin.penalty, lin.decay_e)
         lam = None
         if self.track_kernel:
