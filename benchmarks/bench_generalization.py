@@ -42,28 +42,15 @@ HERE = Path(__file__).parent
 
 def estimators(kind: str, seed: int) -> dict[str, object]:
     hidden = (50,)
-    if kind == "regression":
-        return {
-            "GNRegressor (defaults)": GNRegressor(hidden_layer_sizes=hidden, random_state=seed),
-            "GNRegressor (no early stopping, alpha=0)": GNRegressor(hidden_layer_sizes=hidden, alpha=0.0,
-                                                                    early_stopping=False, max_iter=100,
-                                                                    random_state=seed),
-            "MLPRegressor (adam)": make_pipeline(StandardScaler(),
-                                                 MLPRegressor(hidden_layer_sizes=hidden, random_state=seed)),
-            "MLPRegressor (lbfgs)": make_pipeline(StandardScaler(),
-                                                  MLPRegressor(hidden_layer_sizes=hidden, solver="lbfgs",
-                                                               random_state=seed)),
-        }
+    gn_cls, sk_cls = (GNRegressor, MLPRegressor) if kind == "regression" else (GNClassifier, MLPClassifier)
     return {
-        "GNClassifier (defaults)": GNClassifier(hidden_layer_sizes=hidden, random_state=seed),
-        "GNClassifier (no early stopping, alpha=0)": GNClassifier(hidden_layer_sizes=hidden, alpha=0.0,
-                                                                  early_stopping=False, max_iter=100,
-                                                                  random_state=seed),
-        "MLPClassifier (adam)": make_pipeline(StandardScaler(),
-                                              MLPClassifier(hidden_layer_sizes=hidden, random_state=seed)),
-        "MLPClassifier (lbfgs)": make_pipeline(StandardScaler(),
-                                               MLPClassifier(hidden_layer_sizes=hidden, solver="lbfgs",
-                                                             random_state=seed)),
+        f"{gn_cls.__name__} (defaults)": gn_cls(hidden_layer_sizes=hidden, random_state=seed),
+        f"{gn_cls.__name__} (no early stopping, alpha=0)": gn_cls(hidden_layer_sizes=hidden, alpha=0.0,
+                                                               early_stopping=False, max_iter=100, random_state=seed),
+        f"{sk_cls.__name__} (adam)": make_pipeline(StandardScaler(),
+                                                   sk_cls(hidden_layer_sizes=hidden, random_state=seed)),
+        f"{sk_cls.__name__} (lbfgs)": make_pipeline(StandardScaler(), sk_cls(hidden_layer_sizes=hidden, solver="lbfgs",
+                                                                             random_state=seed)),
     }
 
 

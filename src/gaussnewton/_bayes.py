@@ -53,10 +53,10 @@ class BayesianRegularization:
     beta: float = math.nan
 
     def update(self, obj: Objective, lin: Linearization, prepared: Prepared, solver: LinearSolver,
-               state: SolverState, theta_ref: torch.Tensor | None) -> None:
+               state: SolverState) -> None:
         """New α, β, γ at ``state.theta``; rewrites λ, the cost, the gradient and the penalty of ``lin``."""
         n_res = lin.a.rows_total
-        e_full = state.theta if theta_ref is None else state.theta - theta_ref
+        e_full = state.theta if obj.decay_ref is None else state.theta - obj.decay_ref
         e_w = float(e_full @ e_full)
         data_cost = state.cost - obj.penalty(state.theta)
         e_d = 2.0 * data_cost / obj.weight
@@ -66,7 +66,6 @@ class BayesianRegularization:
         self.beta = max(n_res - gamma, 1e-12 * n_res) / (2.0 * max(e_d, 1e-300))
         c_new = self.alpha / self.beta
         old = obj.weight_decay
-        obj.decay_ref = theta_ref
         obj.weight_decay = c_new * obj.weight
         state.cost = data_cost + obj.penalty(state.theta)
         lin.grad = lin.grad + (obj.weight_decay - old) * e_full.to(lin.grad.dtype)

@@ -131,7 +131,3 @@ class SolverState:
             nfev=int(data["nfev"]), njev=int(data["njev"]), nit=int(data["nit"]),
             termination=None if term is None else Termination[term], history=history,
         )
-
-    def finite_cost(self) -> bool:
-        """True if the current cost is finite."""
-        return math.isfinite(self.cost)

@@ -43,7 +43,7 @@ from .damping import DampingContext
 from .linsolve import LinearSolver, Prepared
 from .operators import diag_max_estimate, gram_spectrum
 from .result import History, IterationInfo, Termination
-from .steps import StepRule, Trial, TrustRegionStep
+from .steps import StepRule, Trial
 
 __all__ = ["TABLE_HEADER", "Stepper", "Stopping", "check_termination", "print_row"]
 
@@ -112,20 +112,20 @@ class Stepper:
         max_trials: trials per :meth:`step` (the optimizer's budget); None: until accepted.
         monitor: called with the state after each recorded trial; True stops the run with
             ``Termination.EARLY_STOP`` (validation patience, :mod:`gaussnewton._validation`).
-        bayesian: re-estimate the weight decay at every iterate (:mod:`gaussnewton._bayes`).
-        decay_ref: θ_ref of the Bayesian weight prior (None: 0).
+        bayesian: re-estimate the weight decay at every iterate (:mod:`gaussnewton._bayes`); the
+            prior's mean is the objective's ``decay_ref``.
     """
 
     def __init__(self, rule: StepRule, solver: LinearSolver | None, stopping: Stopping = Stopping(), *,
                  track_kernel: bool = False, callback: Callback | None = None,
                  on_row: Callable[[History], None] | None = None, max_trials: int | None = None,
                  monitor: Callable[[SolverState], bool] | None = None,
-                 bayesian: BayesianRegularization | None = None, decay_ref: torch.Tensor | None = None) -> None:
+                 bayesian: BayesianRegularization | None = None) -> None:
         if rule.uses_solver and solver is None:
             raise GaussNewtonError(f"{type(rule).__name__} needs a linear solver; got None.")
         self.rule, self.solver, self.stopping = rule, solver, stopping
         self.track_kernel, self.callback, self.on_row, self.max_trials = track_kernel, callback, on_row, max_trials
-        self.monitor, self.bayesian, self.decay_ref = monitor, bayesian, decay_ref
+        self.monitor, self.bayesian = monitor, bayesian
 
     @property
     def dense(self) -> bool | None:
@@ -224,7 +224,7 @@ class Stepper:
             prepared = self.solver.prepare(lin.a, lin.h, diag=diag,
                                            spectrum=self.rule.needs_spectrum or self.track_kernel)
             if self.bayesian is not None:  # α, β, γ from the Gram matrix just formed; λ = c·weight
-                self.bayesian.update(obj, lin, prepared, self.solver, state, self.decay_ref)
+                self.bayesian.update(obj, lin, prepared, self.solver, state)
             prepared.set_penalty(lin.penalty, lin.decay_e)
         lam = None
         if self.track_kernel:
@@ -268,7 +268,7 @@ class Stepper:
             u, cost = obj.evaluate(state.theta + step)
         except torch.linalg.LinAlgError:
             step, u, cost = torch.zeros_like(state.theta), state.outputs, math.nan
-        needs_ratio = isinstance(self.rule, TrustRegionStep) or self.stopping.ftol > 0
+        needs_ratio = self.rule.uses_gain_ratio or self.stopping.ftol > 0
         ratio = gain_ratio(state.cost - cost, obj.predicted(lin, step)) if needs_ratio else math.nan
         return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio)
 
@@ -307,7 +307,7 @@ class Stepper:
             else:
                 nxt = check_termination(cost_before - state.cost, cost_before, out.step_norm, x_norm, out.ratio,
                                         st.ftol, st.xtol)
-        elif isinstance(self.rule, TrustRegionStep) and math.isfinite(out.cost) and \
+        elif self.rule.uses_gain_ratio and math.isfinite(out.cost) and \
                 out.step_norm < st.xtol * (st.xtol + x_norm):
             nxt = Termination.XTOL
         else:

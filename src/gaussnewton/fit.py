@@ -249,12 +249,13 @@ def fit(
     if checkpoint is not None:
         fingerprint = dict(n=n, p=p, outputs=problem.output_shape[1:], method=method, damping=damping,
                            lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss,
+                           weight_decay=weight_decay, weight_decay_ref=weight_decay_ref, regularization=regularization,
+                           validation=None if validation is None else (patience, min_delta),
                            world=1 if not reducer.active else torch.distributed.get_world_size(reducer.group))
         ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0)
     bayes = _bayesian(regularization, loss_fn, rule, linsolver)
     stepper = Stepper(rule, linsolver, Stopping(max_steps=steps, target_cost=target_loss), callback=callback,
-                      track_kernel=track_kernel, on_row=on_row, monitor=monitor, bayesian=bayes,
-                      decay_ref=objective.decay_ref)
+                      track_kernel=track_kernel, on_row=on_row, monitor=monitor, bayesian=bayes)
     try:
         state = stepper.solve(objective, theta0, start_name="model(X)", checkpointer=ckpt)
     finally:

@@ -35,7 +35,6 @@ __all__ = [
     "JacobianOperator",
     "LinearOperator",
     "ShardedOperator",
-    "as_dense",
     "as_operator",
     "column_sq_norms",
     "diag_max_estimate",
@@ -313,11 +312,6 @@ def as_operator(a: torch.Tensor | LinearOperator) -> LinearOperator:
     if isinstance(a, torch.Tensor) and a.ndim == 2:
         return DenseOperator(a)
     raise TypeError(f"expected a 2-D tensor or a LinearOperator; got {type(a).__name__}")
-
-
-def as_dense(a: torch.Tensor | LinearOperator) -> torch.Tensor:
-    """``a`` as a dense (N, p) tensor."""
-    return a if isinstance(a, torch.Tensor) else a.to_dense()
 
 
 def matvec(a: torch.Tensor | LinearOperator, v: torch.Tensor) -> torch.Tensor:

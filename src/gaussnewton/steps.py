@@ -60,10 +60,13 @@ class StepRule(ABC):
     Attributes:
         damping: the damping rule (None for gradient descent).
         uses_solver: False if the direction needs no linear solve (gradient descent).
+        uses_gain_ratio: True if ``judge`` reads the gain ratio (trust regions); the Stepper
+            then computes the predicted reduction, and a tiny rejected step counts for ``xtol``.
     """
 
     damping: DampingSchedule | None = None
     uses_solver: bool = True
+    uses_gain_ratio: bool = False
 
     @property
     def needs_spectrum(self) -> bool:
@@ -101,6 +104,8 @@ class TrustRegionStep(StepRule):
         damping: a trust-region rule (Nielsen, Marquardt).
         lr: step scale (1: the full LM step; a tensor gives one per parameter).
     """
+
+    uses_gain_ratio = True
 
     def __init__(self, damping: TrustRegionRule, lr: Scale = 1.0) -> None:
         self.damping: TrustRegionRule = damping
