@@ -53,6 +53,19 @@ def test_structured_matches_autodiff(name):
     assert torch.allclose(scaled.mv(v), s * (jac @ v), atol=1e-12)
     assert torch.allclose(scaled.rmv(u), jac.T @ (s * u), atol=1e-12)
     assert torch.allclose(scaled.dense(), s[:, None] * jac, atol=1e-12)
+    k = prob.n_outputs // x.shape[0]
+    assert sj.rows_per_sample == k
+    if k > 1:  # per-sample (k, k) blocks (the cross-entropy GGN factor) keep the factored form
+        blocks = torch.randn(x.shape[0], k, k, dtype=torch.float64)
+        ref = torch.bmm(blocks, (s[:, None] * jac).reshape(x.shape[0], k, -1)).reshape(prob.n_outputs, -1)
+        mixed = scaled.mix_rows(blocks)
+        assert torch.allclose(mixed.dense(), ref, atol=1e-12)
+        assert torch.allclose(mixed.kernel(), ref @ ref.T, atol=1e-11)
+        assert torch.allclose(mixed.column_sq_norms(), (ref**2).sum(0), atol=1e-12)
+        assert torch.allclose(mixed.mv(v), ref @ v, atol=1e-12)
+        assert torch.allclose(mixed.rmv(u), ref.T @ u, atol=1e-12)
+        with pytest.raises(ValueError, match="do not match"):
+            sj.mix_rows(blocks[:, :1, :1])
 
 
 class Shared(nn.Module):  # one Linear used twice: not eligible
@@ -81,6 +94,29 @@ def test_ineligible_models_fall_back_to_autodiff(cls):
     assert not prob.structured
     with pytest.raises(gn.GaussNewtonError, match="does not qualify"):
         NetworkProblem(cls(), x, jacobian="structured")
+
+
+def test_cross_entropy_fit_equal_with_and_without_structure(monkeypatch):
+    """The GGN of softmax cross-entropy from the mixed factors equals the autodiff GGN.
+
+    Also matrix-free: CG on the factored products takes the steps of the direct solve (weight decay
+    keeps the rank-deficient GGN system well posed, so CG's answer does not depend on rounding).
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 4, dtype=torch.float64, generator=gen)
+    labels = torch.randint(0, 3, (30,), generator=gen)
+
+    def run(solver):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+        return gn.fit(net, x, labels, loss="cross_entropy", method="lm", steps=6, solver=solver, weight_decay=1e-2)
+
+    structured, cg = run("normal"), run("cg")
+    monkeypatch.setattr(NetworkProblem, "_structured_matches", lambda self, theta: False)
+    autodiff = run("normal")
+    for other in (autodiff, cg):
+        assert structured.history["loss"] == pytest.approx(other.history["loss"], rel=1e-9)
+        assert torch.allclose(structured.params, other.params, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("width", [60, 3])  # kernel path (p > n) and normal path (p < n)

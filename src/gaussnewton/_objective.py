@@ -119,8 +119,12 @@ class Objective:
         if dense is not None and getattr(self.problem, "structured", False):  # factored Jacobian
             sj = self.problem.structured_jacobian(theta)  # type: ignore[attr-defined]
             jac = sj
-            a = sj if curv.is_identity else (
-                sj.scale_rows(curv.sqrt_diag) if curv.sqrt_diag is not None else DenseOperator(curv.rows(sj.dense())))
+            if curv.sqrt_diag is not None:
+                a = sj.scale_rows(curv.sqrt_diag)
+            elif curv.blocks is not None:  # cross-entropy: per-sample blocks mix the output gradients
+                a = sj.mix_rows(curv.blocks)
+            else:
+                a = sj
         elif dense:
             j = self.problem.jacobian(theta)
             jac, a = DenseOperator(j), DenseOperator(curv.rows(j))

@@ -187,7 +187,9 @@ class NetworkProblem(Problem):
         """Exact Jacobian rows of the first two samples from full-batch VJPs (the reference)."""
         rows = min(2, self.x.shape[0]) * (self.n_outputs // self.x.shape[0])
         vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)[1]
-        basis = torch.eye(self.n_outputs, dtype=self.dtype, device=self.device)[:rows]
+        # only the rows needed: an N×N identity here cost O(N²) memory (12.8 GB at N = 40,000)
+        basis = torch.zeros(rows, self.n_outputs, dtype=self.dtype, device=self.device)
+        basis[torch.arange(rows), torch.arange(rows)] = 1.0
         return torch.stack([vjp_fn(e)[0] for e in basis])
 
     def _structured_matches(self, theta: torch.Tensor) -> bool:
@@ -248,7 +250,7 @@ class NetworkProblem(Problem):
             a = acts[nm].repeat_interleave(k, dim=0) if k > 1 else acts[nm]
             prefix = f"{nm}." if nm else ""
             factors.append(LayerFactor(a, g, offsets.get(prefix + "weight", -1), offsets.get(prefix + "bias", -1)))
-        return StructuredJacobian(tuple(factors), (n * k, self.n_params))
+        return StructuredJacobian(tuple(factors), (n * k, self.n_params), rows_per_sample=k)
 
     def jacobian(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if self.structured:
