@@ -52,7 +52,9 @@ def test_iterates_match_single_process(tmp_path, nproc, case):
     params = torch.load(out)
     ref = reference(case)
     rel = float((params - ref).norm() / ref.norm())
-    assert torch.allclose(params, ref, rtol=1e-10, atol=1e-12), (rel, float((params - ref).abs().max()),
+    # atol 1e-10 on O(1) parameters: undamped GN ("gn_default", 8 steps) carries the summation-order
+    # difference of the sharded Gram matrix to ~3e-11 on entries near zero (norm-wise 1.2e-11)
+    assert rel < 1e-10 and torch.allclose(params, ref, rtol=1e-10, atol=1e-10), (rel, float((params - ref).abs().max()),
                                                                  proc.stderr[-2000:])
     for rank in range(1, nproc):  # every rank took the same steps (identical ρ, identical iterates)
         assert torch.equal(torch.load(f"{out}.rank{rank}"), params), rank

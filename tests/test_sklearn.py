@@ -150,6 +150,9 @@ def test_grid_search():
         ({"tol": -1.0}, r"`tol` must be a number >= 0; got tol = -1.0"),
         ({"standardize": "yes"}, r"`standardize` must be True or False; got 'yes'"),
         ({"damping": "fast"}, r"`damping` must be one of .*got 'fast'"),
+        ({"solver": "qr"}, r"`solver` must be one of 'auto', 'normal', .*got 'qr'"),
+        ({"solver": 3}, r"`solver` must be 'auto', 'normal', 'kernel', 'cg', 'truncated_cg', 'lstsq' or a "
+                        r"LinearSolver; got int"),
     ],
 )
 def test_bad_parameters_are_reported_at_fit(params, pattern):
@@ -189,3 +192,28 @@ def test_bayesian_regularization_on_a_small_data_set():
         assert reg.score(xte, yte) > 0.5
     with pytest.raises(GaussNewtonError, match=r"`regularization` must be one of 'bayesian'; got 'l2'"):
         GNRegressor(regularization="l2").fit(xtr, ytr)
+
+
+def test_auto_solver_is_exact_for_small_gram_matrices_and_cg_for_large_ones():
+    """The cost rule of ``solver="auto"``: N·p·min(N, p) multiply-adds against 2e10."""
+    from gaussnewton.linsolve import CGSolver
+    from gaussnewton.sklearn import estimator_solver
+
+    assert estimator_solver("auto", 3600, 501, None) == "auto"  # California: 0.9e9
+    cg = estimator_solver("auto", 12_000, 3_760, None)  # digits: 1.7e11
+    assert isinstance(cg, CGSolver) and cg.rtol == 1e-3 and cg.max_iter == 50 and cg.preconditioner == "jacobi"
+    assert estimator_solver("auto", 12_000, 3_760, "bayesian") == "auto"  # needs an exact solve
+    assert estimator_solver("normal", 12_000, 3_760, None) == "normal"  # explicit names pass through
+
+
+def test_classifier_with_cg_solver_matches_exact_accuracy():
+    """An explicit inexact solver trains as well as the exact one on iris (held-out accuracy)."""
+    x, y = load_iris(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    from gaussnewton.linsolve import CGSolver
+
+    exact = GNClassifier(hidden_layer_sizes=(16,), random_state=0, solver="normal").fit(xtr, ytr)
+    inexact = GNClassifier(hidden_layer_sizes=(16,), random_state=0,
+                           solver=CGSolver(rtol=1e-3, max_iter=50, preconditioner="jacobi")).fit(xtr, ytr)
+    assert inexact.score(xte, yte) >= exact.score(xte, yte) - 0.05
+    assert inexact.score(xte, yte) > 0.85
