@@ -29,8 +29,11 @@ Throughout this package the objective is::
 so the published numbers have been **halved**.  For example NIST certifies
 RSS = 1.2455138894E-01 for Misra1a, hence ``min_cost = 6.227569447E-02``.
 
-For NIST problems ``x0`` is the published "Start 1" point and ``x_star`` the
-certified parameter values; a second entry ``"<name>_start2"`` uses "Start 2".
+For NIST problems ``x0`` is the published "Start 1" point, ``x_star`` the
+certified parameter values and ``x_star_sd`` their certified standard deviations
+(computed by NIST with s² = RSS/(n − p), i.e. ``sqrt(diag(s² (JᵀJ)⁻¹))`` at
+``x_star``: what ``covariance(absolute=False)`` / ``curve_fit`` return); a second
+entry ``"<name>_start2"`` uses "Start 2".
 For MGH problems ``x0`` is the standard starting point of the paper and
 ``x_star`` is a minimiser to (at least) float64 working accuracy.  Where a
 problem has several minima, ``min_cost``/``x_star`` describe the global one and
@@ -72,6 +75,9 @@ class TestProblem:
         source: Citation; mentions local/global minima where relevant.
         kind: One of ``"mgh"``, ``"exponential"``, ``"rational"``,
             ``"gaussian_peak"``, ``"other"``.
+        x_star_sd: NIST's certified standard deviations of ``x_star`` (one per
+            parameter), or ``None`` where none are certified (MGH problems other
+            than the three that are NIST problems too).
     """
 
     __test__ = False  # keep pytest from collecting this class
@@ -85,6 +91,7 @@ class TestProblem:
     x_star: tuple[float, ...] | None
     source: str
     kind: str
+    x_star_sd: tuple[float, ...] | None = None
 
     def x0_tensor(
         self,
@@ -598,10 +605,14 @@ def _mk(
     x_star: tuple[float, ...] | None,
     source: str,
     kind: str,
+    x_star_sd: tuple[float, ...] | None = None,
 ) -> TestProblem:
     """Build a :class:`TestProblem`, deriving ``p`` from ``x0``."""
     x0f = tuple(float(v) for v in x0)
     xs = None if x_star is None else tuple(float(v) for v in x_star)
+    sd = None if x_star_sd is None else tuple(float(v) for v in x_star_sd)
+    if sd is not None and len(sd) != len(x0f):
+        raise ValueError(f"`x_star_sd` of {name!r} must have one entry per parameter ({len(x0f)}); got {len(sd)}")
     return TestProblem(
         name=name,
         fun=fun,
@@ -612,6 +623,7 @@ def _mk(
         x_star=xs,
         source=source,
         kind=kind,
+        x_star_sd=sd,
     )
 
 
@@ -625,17 +637,19 @@ def _nist(
     certified: tuple[float, ...],
     source: str,
     kind: str,
+    certified_sd: tuple[float, ...],
 ) -> list[TestProblem]:
     """Build the Start 1 (and optional Start 2) entries of a NIST problem."""
     out = [
         _mk(name, fun, start1, n, 0.5 * certified_rss, certified,
-            f"{_NIST}, {source}; Start 1; certified RSS = {certified_rss:.10E}", kind)
+            f"{_NIST}, {source}; Start 1; certified RSS = {certified_rss:.10E}", kind,
+            certified_sd)
     ]
     if start2 is not None:
         out.append(
             _mk(f"{name}_start2", fun, start2, n, 0.5 * certified_rss, certified,
                 f"{_NIST}, {source}; Start 2; certified RSS = {certified_rss:.10E}",
-                kind)
+                kind, certified_sd)
         )
     return out
 
@@ -649,6 +663,30 @@ _MGH17_CERT = (
     3.7541005211e-01, 1.9358469127e00, -1.4646871366e00, 1.2867534640e-02, 2.2122699662e-02,
 )
 _MGH17_RSS = 5.4648946975e-05
+
+# Certified standard deviations of the certified values ("Certified Values ... Standard
+# Deviation" column of each NIST StRD .dat file). Source: the NIST files as redistributed in
+# github.com/lmfit/lmfit-py, NIST_STRD/<Name>.dat (commit fe389bbbd1fe936cd73742bd81fc6fce7ac92858,
+# files unchanged since ed4d75b, 2019), read line by line, not retyped from memory.
+_NIST_SD = {
+    "Misra1a": (2.7070075241e00, 7.2668688436e-06),
+    "Chwirut2": (3.8303286810e-02, 6.6621605126e-04, 1.5304234767e-03),
+    "DanWood": (1.8281973860e-02, 5.1726610913e-02),
+    "Gauss1": (5.7527312730e-01, 1.1406289017e-04, 5.8831775752e-01, 1.0460593412e-01,
+               1.7439951146e-01, 6.2622793913e-01, 1.2436988217e-01, 2.0134312832e-01),
+    "Lanczos3": (1.7197908859e-02, 9.7041624475e-02, 4.1488663282e-02, 1.0766312506e-01,
+                 5.8371576281e-02, 3.4436403035e-02),
+    "BoxBOD": (1.2354515176e01, 1.0455993237e-01),
+    "Rat42": (1.7340283401e00, 8.8295217536e-02, 3.4465663377e-03),
+    "Rat43": (1.6302297817e01, 2.0828735829e00, 1.9566123451e-01, 6.8761936385e-01),
+    "MGH09": (1.1435312227e-02, 1.9633220911e-01, 8.0842031232e-02, 9.0025542308e-02),
+    "MGH10": (1.5687892471e-04, 2.3309021107e01, 7.8486103508e-01),
+    "MGH17": (2.0723153551e-03, 2.2031669222e-01, 2.2175707739e-01, 4.4861358114e-04,
+              8.9471996575e-04),
+    "Thurber": (4.6647963344e00, 3.9571156086e01, 2.8698696102e01, 5.5675370270e00,
+                3.1333340687e-02, 1.4984928198e-02, 6.5842344623e-03),
+    "Eckerle4": (1.5408051163e-02, 4.6803020753e-02, 4.6800518816e-02),
+}
 
 _PROBLEM_LIST: list[TestProblem] = [
     # ----------------------------- MGH ---------------------------------
@@ -681,8 +719,8 @@ _PROBLEM_LIST: list[TestProblem] = [
         (0.398956137838762825, 1.00001908448786647, 0.0),
         f"{_MGH}, problem 9 (Gaussian); f=1.12793e-8", "mgh"),
     _mk("meyer", _meyer, (0.02, 4000.0, 250.0), 16, 0.5 * _MGH10_RSS, _MGH10_CERT,
-        f"{_MGH}, problem 10 (Meyer); f=87.9458; x_star and min_cost from the "
-        "NIST StRD MGH10 certified values (same problem)", "mgh"),
+        f"{_MGH}, problem 10 (Meyer); f=87.9458; x_star, x_star_sd and min_cost from "
+        "the NIST StRD MGH10 certified values (same problem)", "mgh", _NIST_SD["MGH10"]),
     _mk("box3d", _box3d, (0.0, 10.0, 20.0), 10, 0.0, (1.0, 10.0, 1.0),
         f"{_MGH}, problem 12 (Box three-dimensional, m=10); f=0 at (1,10,1), "
         "(10,1,-1) and on the line x1=x2, x3=0", "mgh"),
@@ -694,8 +732,8 @@ _PROBLEM_LIST: list[TestProblem] = [
     _mk("kowalik_osborne", _kowalik_osborne, (0.25, 0.39, 0.415, 0.39), 11,
         0.5 * _MGH09_RSS, _MGH09_CERT,
         f"{_MGH}, problem 15 (Kowalik and Osborne); min_cost is the global "
-        "minimum f=3.07505e-4 (NIST StRD MGH09 certified values); f=1.02734e-3 "
-        "is approached at infinity", "mgh"),
+        "minimum f=3.07505e-4 (NIST StRD MGH09 certified values, also x_star_sd); "
+        "f=1.02734e-3 is approached at infinity", "mgh", _NIST_SD["MGH09"]),
     _mk("brown_dennis", _brown_dennis, (25.0, 5.0, -5.0, -1.0), 20,
         0.5 * 8.5822201626356313e04,
         (-1.1594439905030078e01, 1.3203630051783718e01, -4.0343943738804180e-01,
@@ -704,8 +742,9 @@ _PROBLEM_LIST: list[TestProblem] = [
         "minimum f=85822.2", "mgh"),
     _mk("osborne1", _osborne1, (0.5, 1.5, -1.0, 0.01, 0.02), 33, 0.5 * _MGH17_RSS,
         _MGH17_CERT,
-        f"{_MGH}, problem 17 (Osborne 1); f=5.46489e-5; x_star and min_cost "
-        "from the NIST StRD MGH17 certified values (same problem)", "mgh"),
+        f"{_MGH}, problem 17 (Osborne 1); f=5.46489e-5; x_star, x_star_sd and "
+        "min_cost from the NIST StRD MGH17 certified values (same problem)", "mgh",
+        _NIST_SD["MGH17"]),
     _mk("biggs_exp6", _biggs_exp6, (1.0, 2.0, 1.0, 1.0, 1.0, 1.0), 13, 0.0,
         (1.0, 10.0, 1.0, 5.0, 4.0, 3.0),
         f"{_MGH}, problem 18 (Biggs EXP6, m=13); min_cost is the GLOBAL minimum "
@@ -727,46 +766,48 @@ _PROBLEM_LIST: list[TestProblem] = [
     # ----------------------------- NIST --------------------------------
     *_nist("nist_misra1a", _nist_misra1a, (500.0, 1.0e-4), (250.0, 5.0e-4), 14,
            1.2455138894e-01, (2.3894212918e02, 5.5015643181e-04),
-           "Misra1a (lower difficulty)", "exponential"),
+           "Misra1a (lower difficulty)", "exponential", _NIST_SD["Misra1a"]),
     *_nist("nist_chwirut2", _nist_chwirut2, (0.1, 0.01, 0.02), (0.15, 0.008, 0.010), 54,
            5.1304802941e02, (1.6657666537e-01, 5.1653291286e-03, 1.2150007096e-02),
-           "Chwirut2 (lower difficulty)", "exponential"),
+           "Chwirut2 (lower difficulty)", "exponential", _NIST_SD["Chwirut2"]),
     *_nist("nist_danwood", _nist_danwood, (1.0, 5.0), (0.7, 4.0), 6,
            4.3173084083e-03, (7.6886226176e-01, 3.8604055871e00),
-           "DanWood (lower difficulty, miscellaneous class)", "other"),
+           "DanWood (lower difficulty, miscellaneous class)", "other", _NIST_SD["DanWood"]),
     *_nist("nist_gauss1", _nist_gauss1, (97.0, 0.009, 100.0, 65.0, 20.0, 70.0, 178.0, 16.5),
            None, 250, 1.3158222432e03,
            (9.8778210871e01, 1.0497276517e-02, 1.0048990633e02, 6.7481111276e01,
             2.3129773360e01, 7.1994503004e01, 1.7899805021e02, 1.8389389025e01),
-           "Gauss1 (lower difficulty)", "gaussian_peak"),
+           "Gauss1 (lower difficulty)", "gaussian_peak", _NIST_SD["Gauss1"]),
     *_nist("nist_lanczos3", _nist_lanczos3, (1.2, 0.3, 5.6, 5.5, 6.5, 7.6),
            (0.5, 0.7, 3.6, 4.2, 4.0, 6.3), 24, 1.6117193594e-08,
            (8.6816414977e-02, 9.5498101505e-01, 8.4400777463e-01, 2.9515951832e00,
             1.5825685901e00, 4.9863565084e00),
-           "Lanczos3 (lower difficulty)", "exponential"),
+           "Lanczos3 (lower difficulty)", "exponential", _NIST_SD["Lanczos3"]),
     *_nist("nist_boxbod", _nist_boxbod, (1.0, 1.0), (100.0, 0.75), 6,
            1.1680088766e03, (2.1380940889e02, 5.4723748542e-01),
-           "BoxBOD (higher difficulty)", "exponential"),
+           "BoxBOD (higher difficulty)", "exponential", _NIST_SD["BoxBOD"]),
     *_nist("nist_rat42", _nist_rat42, (100.0, 1.0, 0.1), (75.0, 2.5, 0.07), 9,
            8.0565229338e00, (7.2462237576e01, 2.6180768402e00, 6.7359200066e-02),
-           "Rat42 (higher difficulty)", "exponential"),
+           "Rat42 (higher difficulty)", "exponential", _NIST_SD["Rat42"]),
     *_nist("nist_rat43", _nist_rat43, (100.0, 10.0, 1.0, 1.0), (700.0, 5.0, 0.75, 1.3), 15,
            8.7864049080e03,
            (6.9964151270e02, 5.2771253025e00, 7.5962938329e-01, 1.2792483859e00),
-           "Rat43 (higher difficulty)", "exponential"),
+           "Rat43 (higher difficulty)", "exponential", _NIST_SD["Rat43"]),
     *_nist("nist_mgh09", _nist_mgh09, (25.0, 39.0, 41.5, 39.0), (0.25, 0.39, 0.415, 0.39),
-           11, _MGH09_RSS, _MGH09_CERT, "MGH09 (higher difficulty)", "rational"),
+           11, _MGH09_RSS, _MGH09_CERT, "MGH09 (higher difficulty)", "rational",
+           _NIST_SD["MGH09"]),
     *_nist("nist_mgh10", _nist_mgh10, (2.0, 400000.0, 25000.0), (0.02, 4000.0, 250.0),
-           16, _MGH10_RSS, _MGH10_CERT, "MGH10 (higher difficulty)", "exponential"),
+           16, _MGH10_RSS, _MGH10_CERT, "MGH10 (higher difficulty)", "exponential",
+           _NIST_SD["MGH10"]),
     *_nist("nist_thurber", _nist_thurber,
            (1000.0, 1000.0, 400.0, 40.0, 0.7, 0.3, 0.03),
            (1300.0, 1500.0, 500.0, 75.0, 1.0, 0.4, 0.05), 37, 5.6427082397e03,
            (1.2881396800e03, 1.4910792535e03, 5.8323836877e02, 7.5416644291e01,
             9.6629502864e-01, 3.9797285797e-01, 4.9727297349e-02),
-           "Thurber (higher difficulty)", "rational"),
+           "Thurber (higher difficulty)", "rational", _NIST_SD["Thurber"]),
     *_nist("nist_eckerle4", _nist_eckerle4, (1.0, 10.0, 500.0), (1.5, 5.0, 450.0), 35,
            1.4635887487e-03, (1.5543827178e00, 4.0888321754e00, 4.5154121844e02),
-           "Eckerle4 (higher difficulty)", "gaussian_peak"),
+           "Eckerle4 (higher difficulty)", "gaussian_peak", _NIST_SD["Eckerle4"]),
 ]
 
 PROBLEMS: dict[str, TestProblem] = {prob.name: prob for prob in _PROBLEM_LIST}
