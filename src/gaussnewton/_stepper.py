@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from ._bayes import BayesianRegularization
+from ._bounds import BoxConstraints
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
 from ._objective import Linearization, Objective, gain_ratio
@@ -114,18 +115,23 @@ class Stepper:
             ``Termination.EARLY_STOP`` (validation patience, :mod:`gaussnewton._validation`).
         bayesian: re-estimate the weight decay at every iterate (:mod:`gaussnewton._bayes`); the
             prior's mean is the objective's ``decay_ref``.
+        bounds: box constraints (:mod:`gaussnewton._bounds`): Coleman–Li scaling of D, steps cut
+            back to the interior, optimality ‖v·∇cost‖∞; θ₀ must be strictly feasible.
+        diag: a fixed damping matrix D (p,) (``1/x_scale²``) instead of the rule's scaling.
     """
 
     def __init__(self, rule: StepRule, solver: LinearSolver | None, stopping: Stopping = Stopping(), *,
                  track_kernel: bool = False, callback: Callback | None = None,
                  on_row: Callable[[History], None] | None = None, max_trials: int | None = None,
                  monitor: Callable[[SolverState], bool] | None = None,
-                 bayesian: BayesianRegularization | None = None) -> None:
+                 bayesian: BayesianRegularization | None = None, bounds: BoxConstraints | None = None,
+                 diag: torch.Tensor | None = None) -> None:
         if rule.uses_solver and solver is None:
             raise GaussNewtonError(f"{type(rule).__name__} needs a linear solver; got None.")
         self.rule, self.solver, self.stopping = rule, solver, stopping
         self.track_kernel, self.callback, self.on_row, self.max_trials = track_kernel, callback, on_row, max_trials
         self.monitor, self.bayesian = monitor, bayesian
+        self.bounds, self.diag = bounds, diag
 
     @property
     def dense(self) -> bool | None:
@@ -165,6 +171,9 @@ class Stepper:
             if max_steps is not None and state.nit >= max_steps:
                 state.termination = Termination.STEPS_DONE
                 break
+            if self.stopping.max_nfev is not None and state.nfev >= self.stopping.max_nfev:
+                state.termination = Termination.MAX_EVALS  # no trial may exceed the budget
+                break
             if checkpointer is not None and state.nit > 0 and checkpointer.due(state.nit):
                 checkpointer.save(state.to_dict())
             state = self.step(obj, state)
@@ -181,14 +190,17 @@ class Stepper:
         if not (lin.a.finite() and bool(torch.isfinite(lin.grad).all())):
             state.termination = Termination.NONFINITE
             return state
-        gnorm = float(lin.grad.abs().max()) if lin.grad.numel() else 0.0
+        if self.bounds is not None:
+            gnorm = self.bounds.optimality(state.theta, lin.grad)
+        else:
+            gnorm = float(lin.grad.abs().max()) if lin.grad.numel() else 0.0
         if gnorm < self.stopping.gtol or state.cost == 0.0:
             state.termination = Termination.GTOL
             return state
         prepared, ctx, lam = self._prepare(obj, lin, state)
         state.damping_state, trial = self.rule.start(state.damping_state, ctx)
         while True:
-            out = self._try(obj, lin, prepared, state, trial)
+            out = self._try(obj, lin, prepared, state, trial, max(0.995, 1 - gnorm))
             state.nfev, state.nit, state.trials = state.nfev + 1, state.nit + 1, state.trials + 1
             state.damping_state, out.accepted = self.rule.judge(state.damping_state, out.ratio, out.cost, state.cost)
             cost_before = state.cost
@@ -212,12 +224,21 @@ class Stepper:
         """D, the prepared solver, the damping context and (``track_kernel``) the spectrum."""
         colsq = lin.a.column_sq_norms()
         diag = None
-        if self.rule.scaling == "diag":
-            assert colsq is not None
-            run = colsq if state.diag_run is None or state.diag_run.shape != colsq.shape else \
-                torch.maximum(state.diag_run, colsq)
+        if self.diag is not None:
+            diag = self.diag
+        elif self.rule.scaling == "diag":
+            # MINPACK's D from the columns of J itself, not of A = BJ: a loss whose curvature nearly
+            # vanishes (a robust loss on outliers) must not shrink the trust region's scale with it
+            jsq = colsq if lin.jac is None or lin.curvature.is_identity else lin.jac.column_sq_norms()
+            jsq = colsq if jsq is None else jsq
+            assert jsq is not None
+            run = jsq if state.diag_run is None or state.diag_run.shape != jsq.shape else \
+                torch.maximum(state.diag_run, jsq)
             state.diag_run = run
             diag = run.clamp_min(torch.finfo(colsq.dtype).eps * max(float(run.max()), 1.0))
+        if self.bounds is not None:  # Coleman–Li: D/v, v the distance to the bound the gradient points at
+            v = self.bounds.scaling(state.theta, lin.grad)
+            diag = (torch.ones_like(v) if diag is None else diag) / v
         prepared = None
         if self.rule.uses_solver:
             assert self.solver is not None
@@ -259,12 +280,14 @@ class Stepper:
                               progress=state.progress)
 
     def _try(self, obj: Objective, lin: Linearization, prepared: Prepared | None, state: SolverState,
-             trial: Trial) -> _Outcome:
-        """Evaluate θ + t·δ(ρ); a failed factorization gives a zero step with a NaN cost."""
+             trial: Trial, theta_frac: float = 1.0) -> _Outcome:
+        """Evaluate θ + t·δ(ρ) (cut back into the box); a failed factorization gives a zero step, NaN cost."""
         assert state.outputs is not None
         try:
             delta = self.rule.direction(self.solver, prepared, lin, trial.rho, obj)  # type: ignore[arg-type]
             step = (trial.scale * delta).to(state.theta.dtype)  # a float64 Gram may serve a float32 model
+            if self.bounds is not None:
+                step = self.bounds.cut_back(state.theta, step, theta_frac)
             u, cost = obj.evaluate(state.theta + step)
         except torch.linalg.LinAlgError:
             step, u, cost = torch.zeros_like(state.theta), state.outputs, math.nan
@@ -296,7 +319,7 @@ class Stepper:
         nxt: Termination | Trial | None = None
         stop_early = self.monitor is not None and self.monitor(state)
         info = IterationInfo(state.nit, state.theta.clone(), state.cost, gnorm, trial.rho, out.step_norm,
-                             out.accepted) if self.callback is not None else None
+                             out.accepted, state.nfev, state.outputs) if self.callback is not None else None
         if self.callback is not None and self.callback(info):  # type: ignore[arg-type]
             nxt = Termination.CALLBACK
         elif stop_early:

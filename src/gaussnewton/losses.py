@@ -40,6 +40,7 @@ __all__ = [
     "Logistic",
     "Loss",
     "PseudoHuber",
+    "RobustLoss",
     "Squared",
     "get_loss",
 ]
@@ -241,6 +242,103 @@ class Logistic(_Elementwise):
     def _second(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         s = torch.sigmoid(u)
         return s * (1 - s)
+
+
+def _rho(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SciPy's robust loss ρ(z) and its first two derivatives in z = (f/C)²."""
+    if name == "linear":
+        return z, torch.ones_like(z), torch.zeros_like(z)
+    if name == "soft_l1":
+        t = 1 + z
+        return 2 * (t.sqrt() - 1), t ** -0.5, -0.5 * t ** -1.5
+    if name == "huber":
+        big = z > 1
+        zs = torch.where(big, z, torch.ones_like(z))  # keeps the unused branch finite
+        return (torch.where(big, 2 * zs.sqrt() - 1, z), torch.where(big, zs ** -0.5, torch.ones_like(z)),
+                torch.where(big, -0.5 * zs ** -1.5, torch.zeros_like(z)))
+    if name == "cauchy":
+        t = 1 + z
+        return torch.log1p(z), 1 / t, -1 / t ** 2
+    t = 1 + z ** 2  # arctan
+    return torch.arctan(z), 1 / t, -2 * z / t ** 2
+
+
+class RobustLoss(Loss):
+    r"""SciPy's robust losses for :func:`gaussnewton.least_squares`: ℓ(r) = ½·C²·ρ((r/C)²).
+
+    With z = (r/C)², C = ``f_scale``, the cost is SciPy's ``½ Σ C² ρ(z)``; ``"linear"`` (ρ(z) = z) is
+    the squared loss. The GN model uses Triggs' correction (B. Triggs et al., *Bundle adjustment —
+    a modern synthesis*, 2000; as SciPy's ``trf``): ℓ' = ρ'(z)·r and the curvature
+    Λ = ρ'(z) + 2z·ρ''(z) (clipped below at machine epsilon, so B = √Λ is real), which makes
+    ``A = √Λ J`` and ``h = ρ' r / √Λ`` (the "rescaled residuals and Jacobian").
+
+    ==========  ========================  ============================
+    name        ρ(z)                      behaviour for large r
+    ==========  ========================  ============================
+    linear      z                         quadratic (least squares)
+    soft_l1     2(√(1+z) − 1)             linear (smooth ℓ1)
+    huber       z if z ≤ 1, else 2√z − 1  linear
+    cauchy      ln(1 + z)                 logarithmic (strong outlier damping)
+    arctan      arctan(z)                 bounded (cost of one outlier ≤ C²π/4)
+    ==========  ========================  ============================
+
+    Args:
+        loss: one of the names above, or a callable ``loss(z) -> (3, m)`` array of ρ, ρ', ρ''
+            at z (NumPy in, NumPy out; SciPy's protocol).
+        f_scale: C > 0, the residual size where the loss turns robust.
+
+    Raises:
+        GaussNewtonError: unknown name or ``f_scale`` ≤ 0.
+    """
+
+    name = "robust"
+    NAMES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+
+    def __init__(self, loss: str | object = "linear", f_scale: float = 1.0) -> None:
+        if not callable(loss):
+            check_choice("loss", loss, self.NAMES)
+        self.loss = loss
+        self.f_scale = check_positive("f_scale", f_scale)
+        self.mu = 1.0 if loss == "linear" else 0.0
+
+    def rho(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ρ(z)·C², ρ'(z), ρ''(z)/C² at z = (r/C)² (SciPy's scaled triple)."""
+        c2 = self.f_scale ** 2
+        z = r * r / c2
+        if callable(self.loss):
+            import numpy as np
+
+            out = self.loss(z.detach().cpu().numpy())
+            arr = np.asarray(out, dtype=float)
+            if arr.shape != (3, z.numel()):
+                raise GaussNewtonError("The return value of `loss` callable has wrong shape: "
+                                       f"expected (3, {z.numel()}), got {arr.shape}.")
+            t = torch.as_tensor(arr, dtype=r.dtype, device=r.device)
+            r0, r1, r2 = t[0], t[1], t[2]
+        else:
+            r0, r1, r2 = _rho(str(self.loss), z)
+        return r0 * c2, r1, r2 / c2
+
+    def value(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.loss == "linear":
+            return 0.5 * (u - y) ** 2
+        return 0.5 * self.rho(u - y)[0]
+
+    def grad(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        r = u - y
+        return r if self.loss == "linear" else self.rho(r)[1] * r
+
+    def curvature(self, u: torch.Tensor, y: torch.Tensor) -> Curvature:  # noqa: D102
+        r = (u - y).reshape(-1)
+        if self.loss == "linear":
+            return Curvature(None, None, r, 1.0)
+        _, d1, d2 = self.rho(r)
+        lam = (d1 + 2 * d2 * r * r).clamp_min(torch.finfo(r.dtype).eps)
+        s = lam.sqrt()
+        return Curvature(s, None, d1 * r / s, float(lam.min()) if lam.numel() else 1.0)
+
+    def __repr__(self) -> str:
+        return f"RobustLoss({self.loss!r}, f_scale={self.f_scale:g})"
 
 
 class CrossEntropy(Loss):

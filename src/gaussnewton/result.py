@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -15,7 +15,9 @@ __all__ = ["FitResult", "History", "IterationInfo", "LeastSquaresResult", "Termi
 class Termination(enum.Enum):
     """Why a solver stopped. ``value`` is the status code (SciPy's codes where they exist).
 
-    ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`.
+    ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`. Codes 0–4
+    and −2 (the callback stopped the run) are SciPy's; 5–7 and −3, −4, −5 are this library's
+    own (SciPy has no such stops; −1, MINPACK's "improper input", is raised as an error here).
 
     Example:
         >>> from gaussnewton import Termination
@@ -31,9 +33,9 @@ class Termination(enum.Enum):
     STEPS_DONE = 5
     TARGET = 6
     EARLY_STOP = 7
-    NONFINITE = -2
+    CALLBACK = -2
     DAMPING_MAX = -3
-    CALLBACK = -4
+    NONFINITE = -4
     NO_DECREASE = -5
 
     @property
@@ -62,7 +64,7 @@ _MESSAGES = {
     Termination.DAMPING_MAX: "The damping reached its maximum (or the damped system could not be "
     "solved): no step decreases the cost. The point is stationary to working precision, or "
     "the Jacobian is wrong (check a user-supplied `jac`).",
-    Termination.CALLBACK: "Stopped by the callback.",
+    Termination.CALLBACK: "Stopped because `callback` function raised `StopIteration` or returned `True`.",
     Termination.EARLY_STOP: "Stopped early: the validation loss did not improve for `patience` accepted "
     "steps; the parameters with the best validation loss were restored.",
     Termination.NO_DECREASE: "Step halving found no decrease of the cost (undamped GN step is "
@@ -82,6 +84,8 @@ class IterationInfo:
         damping: ρ used for the trial (the caller's units).
         step_norm: ‖applied step‖₂.
         accepted: whether the trial step was accepted.
+        nfev: cost evaluations so far.
+        outputs: the outputs (residuals) at ``params``, or None.
     """
 
     iteration: int
@@ -91,6 +95,8 @@ class IterationInfo:
     damping: float
     step_norm: float
     accepted: bool
+    nfev: int = 0
+    outputs: torch.Tensor | None = None
 
 
 class History:
@@ -141,18 +147,52 @@ class History:
         return {k: list(v) for k, v in self.rows.items()}
 
 
+class _MappingAccess:
+    """Read access by key as well as by attribute, like :class:`scipy.optimize.OptimizeResult`."""
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str) or key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def keys(self) -> list[str]:
+        """The field names (as ``dict.keys``)."""
+        return [f.name for f in fields(self)]  # type: ignore[arg-type]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``self[key]`` if present, else ``default``."""
+        return getattr(self, key) if key in self else default
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(name, value) pairs of the fields."""
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+
 @dataclass
-class LeastSquaresResult:
+class LeastSquaresResult(_MappingAccess):
     """Result of :func:`gaussnewton.least_squares`, with SciPy's fields and meanings.
+
+    Arrays are NumPy arrays when the problem was posed in NumPy (``x0`` an ndarray, or a list
+    or number with a NumPy ``fun``), else torch tensors. Fields can also be read by key
+    (``res["x"]``), as with SciPy's ``OptimizeResult``.
 
     Attributes:
         x: (p,) solution.
-        cost: ½‖r(x)‖².
+        cost: the cost at x: ½‖r(x)‖² for ``loss="linear"``, else ½·Σ f_scale²·ρ((r/f_scale)²)
+            (SciPy's definition), plus the weight-decay penalty.
         fun: (N,) residuals at x.
-        jac: (N, p) Jacobian at x (None if the matrix-free path was used).
-        grad: (p,) gradient Jᵀr at x.
-        optimality: ‖grad‖∞.
-        nfev: residual evaluations.
+        jac: (N, p) Jacobian at x (for a robust loss the modified Jacobian, as SciPy's, whose
+            JᵀJ is the GN Hessian of the cost); None if the matrix-free path was used.
+        grad: (p,) gradient of the cost at x.
+        optimality: first-order optimality: ‖grad‖∞, or with bounds ‖v·grad‖∞ (SciPy's
+            Coleman–Li scaled gradient).
+        active_mask: (p,) ints: 0 free, −1 at the lower bound, +1 at the upper bound
+            (SciPy's tolerance: within xtol·max(1, |bound|)).
+        nfev: residual evaluations (not counting those of finite differences, as SciPy's
+            ``trf``).
         njev: Jacobian evaluations.
         nit: trial steps taken.
         status: :class:`Termination` code (int).
@@ -164,11 +204,11 @@ class LeastSquaresResult:
             includes it.
     """
 
-    x: torch.Tensor
+    x: Any
     cost: float
-    fun: torch.Tensor
-    jac: torch.Tensor | None
-    grad: torch.Tensor
+    fun: Any
+    jac: Any
+    grad: Any
     optimality: float
     nfev: int
     njev: int
@@ -179,6 +219,49 @@ class LeastSquaresResult:
     termination: Termination
     history: dict[str, list[Any]] = field(default_factory=dict)
     penalty: float = 0.0
+    active_mask: Any = None
+
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom N − p of the residual variance."""
+        return int(self.fun.shape[0]) - int(self.x.shape[0])
+
+    def covariance(self, absolute: bool = False) -> Any:
+        """Covariance of the parameters from the final Jacobian, ``(JᵀJ)⁺`` (SVD, rank tolerance).
+
+        Args:
+            absolute: False (default): scaled by the residual variance ``s² = 2·cost/(N − p)``
+                (``curve_fit``'s default, NIST's certified values); True: ``(JᵀJ)⁺`` as is,
+                for residuals already divided by known standard deviations.
+
+        Returns:
+            (p, p) array of the type of ``x``; all inf (with an ``OptimizeWarning``) when it
+            cannot be estimated (N ≤ p, no Jacobian).
+
+        Raises:
+            GaussNewtonError: no dense Jacobian was kept (matrix-free solve).
+        """
+        from ._errors import GaussNewtonError
+        from ._uncertainty import covariance
+
+        if self.jac is None:
+            raise GaussNewtonError("`covariance` needs the final Jacobian; this result has jac=None "
+                                   "(matrix-free solver): rerun with solver='normal'.")
+        jac = self.jac if isinstance(self.jac, torch.Tensor) else torch.as_tensor(self.jac)
+        cov = covariance(jac.to(torch.float64), float(self.cost - self.penalty), absolute=absolute)
+        return cov.to(self.x.dtype) if isinstance(self.x, torch.Tensor) else cov.numpy()
+
+    def standard_errors(self, absolute: bool = False) -> Any:
+        """Standard errors of the parameters: the square root of the covariance's diagonal.
+
+        Args:
+            absolute: as in :meth:`covariance`.
+
+        Returns:
+            (p,) array of the type of ``x``.
+        """
+        cov = self.covariance(absolute)
+        return cov.diagonal() ** 0.5
 
 
 @dataclass

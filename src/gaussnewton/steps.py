@@ -120,7 +120,9 @@ class TrustRegionStep(StepRule):
 
     def on_reject(self, state, ctx, trial):  # noqa: D102
         rho = self.damping.rho(state)
-        if rho > RHO_MAX_FACTOR * max(ctx.diag_max, 1e-300):
+        # ρ is relative to D = diag(JᵀJ) under "diag" scaling, absolute (a multiple of max diag(AᵀA)) otherwise
+        base = 1.0 if self.damping.scaling == "diag" else max(ctx.diag_max, 1e-300)
+        if rho > RHO_MAX_FACTOR * base:
             return state, Termination.DAMPING_MAX
         return state, Trial(rho, self.lr, trial.retries + 1)
 

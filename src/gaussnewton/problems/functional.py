@@ -41,6 +41,7 @@ class FunctionProblem(Problem):
         *,
         jac: Callable[[torch.Tensor], Any] | None = None,
         memory_budget: float = 2 * 2**30,
+        r0: torch.Tensor | None = None,
     ) -> None:
         if not callable(fun):
             raise GaussNewtonError(f"`fun` must be callable; got {type(fun).__name__}.")
@@ -52,7 +53,9 @@ class FunctionProblem(Problem):
         self.dtype = x0.dtype
         self.device = x0.device
         self.n_params = int(x0.shape[0])
-        r0 = self.outputs(x0)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        r0 = self.outputs(x0) if r0 is None else self._coerce(r0)
+        self._last = (x0.detach().clone(), r0)
         if r0.ndim != 1:
             raise GaussNewtonError(
                 f"`fun` must return a 1-D tensor of residuals; got shape {tuple(r0.shape)}."
@@ -62,8 +65,29 @@ class FunctionProblem(Problem):
         if self.n_outputs == 0:
             raise GaussNewtonError("`fun` must return at least one residual; got n = 0.")
 
-    def outputs(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        r = self.fun(theta)
+    def outputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """``fun(θ)``; the last point's value is reused (no two calls at the same θ).
+
+        Under a ``torch.func`` transform (``operator``'s JVP/VJP) ``fun`` is always called.
+        """
+        plain = not _is_wrapped(theta) and not theta.requires_grad
+        last = self._last
+        if plain and last is not None and last[0].shape == theta.shape:
+            try:
+                if torch.equal(last[0], theta):
+                    return last[1]
+            except RuntimeError:  # a tracing tensor (make_fx, torch.func.linearize) has no values
+                plain = False
+        r = self._coerce(self.fun(theta))
+        if plain:
+            self._last = (theta.detach().clone(), r.detach())
+        return r
+
+    def _coerce(self, r: Any) -> torch.Tensor:
+        """A residual return value as a real tensor of this problem's dtype (0-d becomes (1,))."""
+        if isinstance(r, torch.Tensor) and r.is_complex():
+            raise GaussNewtonError(f"`fun` must return real residuals; got dtype {r.dtype} "
+                                   "(split a complex residual into its real and imaginary parts).")
         if not isinstance(r, torch.Tensor):
             try:
                 r = torch.as_tensor(np.asarray(r), dtype=self.dtype, device=self.device)
@@ -71,9 +95,9 @@ class FunctionProblem(Problem):
                 raise GaussNewtonError(
                     f"`fun` must return a tensor or array of residuals; got {type(r).__name__}."
                 ) from None
-        if not r.is_floating_point():
+        if r.dtype != self.dtype:  # integer results, or float32 data with a float64 iterate
             r = r.to(self.dtype)
-        return r
+        return r.reshape(1) if r.ndim == 0 else r
 
     def jacobian(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
         n, p = self.n_outputs, self.n_params
@@ -113,6 +137,12 @@ class FunctionProblem(Problem):
         """
         chunk = _LANES_PER_CALL if cap is None else min(cap, _LANES_PER_CALL)
         return _vmap_halving(fn, basis, chunk)
+
+
+def _is_wrapped(t: torch.Tensor) -> bool:
+    """True for a tensor inside a ``torch.func`` transform (a functorch wrapper)."""
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(t)) if check is not None else True
 
 
 def _vmap_halving(fn: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor, chunk: int | None) -> torch.Tensor:
