@@ -216,11 +216,12 @@ def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-def _checked_output(name: str, fun: Callable[..., Any], x0: np.ndarray, expected: tuple[int, ...] | None) -> Any:
+def _checked_output(
+    name: str, fun: Callable[..., Any], x0: np.ndarray, expected: tuple[int, ...] | None, label: str | None
+) -> Any:
     """Call ``fun(x0)`` once and check the shape of what it returns (SciPy's ``_check_func``)."""
     out = np.atleast_1d(fun(x0))
     if expected is not None and out.shape != expected:
-        label = getattr(fun, "__name__", None)
         raise TypeError(
             f"leastsq: there is a mismatch between the input and output shape of the `{name}` argument"
             + (f" '{label}'" if label else "")
@@ -294,7 +295,7 @@ def leastsq(
         args = (args,)
 
     fun = FirstPointCache(lambda x: func(x, *args))
-    m = _checked_output("func", fun, x0, None).shape[0]
+    m = _checked_output("func", fun, x0, None, None).shape[0]
     if n > m:
         raise TypeError(f"Improper input: func input vector length N={n} must not exceed func output vector "
                         f"length M={m}; leastsq needs at least as many residuals as parameters.")
@@ -307,7 +308,7 @@ def leastsq(
     if Dfun is not None:
         dfun = Dfun
         first_jac = FirstPointCache(lambda x: dfun(x, *args))
-        _checked_output("Dfun", first_jac, x0, (n, m) if col_deriv else (m, n))
+        _checked_output("Dfun", first_jac, x0, (n, m) if col_deriv else (m, n), getattr(Dfun, "__name__", None))
 
         def jac(x: np.ndarray) -> Any:
             d = first_jac(x)
