@@ -33,6 +33,16 @@ from _common import RESULTS, environment
 SELECTION = "TestCurveFit or TestLeastSq"
 MODULE = "scipy.optimize.tests.test_minpack"
 
+# Why a test is expected to fail drop-in (measured, see tests/test_curve_fit.py); written to the JSON
+KNOWN_REASONS = {
+    "TestCurveFit::test_gh4555b": (
+        "pins MINPACK's pcov at rtol 2e-7; MINPACK takes it from the Jacobian factored one step before "
+        "its final x. Ours is from the Jacobian at popt; the exact-Jacobian covariance at SciPy's own "
+        "popt differs from SciPy's reference by 1.6e-6 too (ours: 1.6e-6). tests/test_curve_fit.py "
+        "checks the reference at rtol 2e-6 and ours against the exact covariance at rtol 1e-7."
+    ),
+}
+
 
 class _OptimizeProxy(types.ModuleType):
     """``scipy.optimize`` with ``curve_fit`` and ``leastsq`` replaced."""
@@ -108,12 +118,14 @@ def main() -> int:
         counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
     ran = counts.get("passed", 0) + counts.get("failed", 0)
     failing = {k: v["reason"] for k, v in sorted(plugin.outcomes.items()) if v["outcome"] == "failed"}
+    explained = {k: KNOWN_REASONS.get(k.split("::", 1)[-1], "not analysed") for k in failing}
     result = {
         "what": f"{MODULE} -k '{SELECTION}'" + (" with SciPy's own functions" if args.reference else
                                                 " with gaussnewton's curve_fit/leastsq swapped in"),
         "counts": counts,
         "pass_rate": counts.get("passed", 0) / ran if ran else float("nan"),
         "failing": failing,
+        "why_failing": explained if not args.reference else {},
         "wall_s": round(wall, 1),
         "pytest_exit_code": int(rc),
         "environment": environment(),
@@ -123,7 +135,7 @@ def main() -> int:
     print(f"\n{counts.get('passed', 0)}/{ran} passed ({100 * result['pass_rate']:.1f} %), "
           f"{counts.get('skipped', 0)} skipped, in {wall:.0f} s -> {out}")
     for name, reason in failing.items():
-        print(f"  FAILED {name.split('::', 1)[-1]}: {reason}")
+        print(f"  FAILED {name.split('::', 1)[-1]}: {reason}\n    why: {explained[name]}")
     return 0
 
 

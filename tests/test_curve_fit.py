@@ -187,8 +187,9 @@ def test_absolute_sigma_scales_as_sigma_squared(peak_data):
 def test_bounds_match_scipy(decay_data, method, bounds):
     """Tight tolerances (forwarded to least_squares) so that both reach the same point.
 
-    At the default ones, with the bound a ≤ 2 active, both stop within 1e-5 of the bounded
-    minimum (ours 3.4e-6, SciPy's trf 1.1e-5, relative).
+    At the default ones (ftol = 1e-8 on the relative cost reduction, which bounds the parameter
+    error only to about √ftol = 1e-4), with the bound a ≤ 2 active, both stop about 1e-5 from
+    the bounded minimum (SciPy's trf 1.1e-5 relative).
     """
     x, y = decay_data
     tight = dict(ftol=1e-14, xtol=1e-14, gtol=1e-14)
@@ -198,7 +199,7 @@ def test_bounds_match_scipy(decay_data, method, bounds):
     # with the active bound (a = 2 in the first box) pcov is that of the Jacobian at the bound
     np.testing.assert_allclose(ours[1], ref[1], rtol=1e-6)
     default = curve_fit(_decay, x, y, bounds=bounds, method=method)
-    np.testing.assert_allclose(default[0], ref[0], rtol=1e-5)
+    np.testing.assert_allclose(default[0], ref[0], rtol=1e-4)
 
 
 def test_torch_model_gives_the_numpy_answer(decay_data):

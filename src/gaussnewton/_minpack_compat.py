@@ -150,18 +150,22 @@ class FirstPointCache:
         return value
 
 
-def lm_options(kwargs: dict[str, Any], n: int, callable_jac: bool) -> tuple[dict[str, Any], bool]:
+def lm_options(
+    kwargs: dict[str, Any], n: int, callable_jac: bool, eps: float = float(np.finfo(float).eps)
+) -> tuple[dict[str, Any], bool]:
     """Translate ``leastsq``'s keywords into those of :func:`gaussnewton.least_squares`.
 
     ``maxfev`` → ``max_nfev`` (0 or absent: SciPy's default 200·(n+1), or 100·(n+1) with an
     analytic Jacobian), ``epsfcn`` → ``diff_step = √epsfcn``, ``diag`` → ``x_scale = 1/diag``;
     ``factor`` is dropped (see the module docstring); ``ftol``/``xtol`` default to
-    ``leastsq``'s 1.49012e-08 and ``gtol`` to 0. Other keywords pass through unchanged.
+    ``leastsq``'s 1.49012e-08 (raised to ``eps`` in a lower precision) and ``gtol`` to 0.
+    Other keywords pass through unchanged.
 
     Args:
         kwargs: the caller's keywords (not modified).
         n: number of parameters.
         callable_jac: whether an analytic Jacobian is given.
+        eps: machine epsilon of the working dtype (float64's by default).
 
     Returns:
         ``(options, col_deriv)``: keywords for ``least_squares`` and whether the Jacobian
@@ -194,8 +198,8 @@ def lm_options(kwargs: dict[str, Any], n: int, callable_jac: bool) -> tuple[dict
     if not factor > 0:
         raise ValueError(f"`factor` must be a number > 0; got factor = {factor!r}.")
     col_deriv = bool(options.pop("col_deriv", False))
-    options.setdefault("ftol", _LEASTSQ_TOL)
-    options.setdefault("xtol", _LEASTSQ_TOL)
+    options.setdefault("ftol", max(_LEASTSQ_TOL, eps))
+    options.setdefault("xtol", max(_LEASTSQ_TOL, eps))
     options.setdefault("gtol", 0.0)
     return options, col_deriv
 

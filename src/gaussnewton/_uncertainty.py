@@ -149,9 +149,10 @@ def covariance(
     Example:
         >>> import torch
         >>> jac = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
-        >>> covariance(jac, cost=0.5, absolute=True) * 6  # (JᵀJ)⁻¹ = [[5, -3], [-3, 3]] / 6
-        tensor([[ 5., -3.],
-                [-3.,  3.]], dtype=torch.float64)
+        >>> (covariance(jac, cost=0.5, absolute=True) * 6).round(decimals=12).tolist()  # (JᵀJ)⁻¹ · 6
+        [[5.0, -3.0], [-3.0, 3.0]]
+        >>> covariance(jac, cost=0.5).diagonal().sqrt().round(decimals=6).tolist()  # s² = 2·0.5/(3 − 2)
+        [0.912871, 0.707107]
     """
     if rank_deficient not in ("inf", "pinv"):
         raise ValueError(f"`rank_deficient` must be 'inf' or 'pinv'; got rank_deficient = {rank_deficient!r}.")

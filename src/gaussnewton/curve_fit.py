@@ -223,8 +223,9 @@ def curve_fit(
         >>> x = np.linspace(0, 4, 50)
         >>> y = 2.5 * np.exp(-1.3 * x) + 0.01 * np.sin(7 * x)
         >>> popt, pcov = curve_fit(lambda x, a, b: a * np.exp(-b * x), x, y)
-        >>> np.round(popt, 2).tolist(), pcov.shape
-        ([2.5, 1.3], (2, 2))
+        >>> perr = np.sqrt(np.diag(pcov))  # standard errors
+        >>> np.round(popt, 2).tolist(), bool(np.all(perr < 0.01))
+        ([2.51, 1.3], True)
     """
     from .least_squares import least_squares  # at call time: the module may be reloaded
 
@@ -285,7 +286,7 @@ def curve_fit(
             raise TypeError(f"The number of func parameters={p} must not exceed the number of data "
                             f"points={n_data} with method='lm' (MINPACK's rule); use method='trf' for an "
                             f"underdetermined fit.")
-        options, col_deriv = lm_options(kwargs, p, callable(jac))
+        options, col_deriv = lm_options(kwargs, p, callable(jac), torch.finfo(backend.dtype).eps)
     else:
         options = dict(kwargs)
         if "maxfev" in options:
@@ -393,11 +394,21 @@ def _weighted_problem(
                              f"({n_data}, {n_data}) covariance matrix; got shape {tuple(sigma.shape)}.")
 
     def model(params: Any) -> Any:
-        out = f(xdata, *params)
-        if isinstance(out, torch.Tensor):
-            return out
-        # NumPy keeps f's dtype (complex for jac="cs"); torch gets the working dtype
-        return backend.asarray(out) if backend.torch else np.asarray(out)
+        if backend.torch:
+            out = f(xdata, *params)
+            return out if isinstance(out, torch.Tensor) else backend.asarray(out)
+        # NumPy: f sees NumPy parameters only, and its output stays NumPy (complex for jac="cs"),
+        # so that least_squares treats the residual as the NumPy function it is
+        if isinstance(params, torch.Tensor):
+            params = as_numpy(params)
+        try:
+            out = f(xdata, *params)
+        except TypeError as err:
+            if "Tensor" not in str(err):
+                raise
+            raise TypeError(f"{err} — `f` looks like a torch model but got NumPy data: pass `xdata`, `ydata` or "
+                            f"`p0` as torch tensors to fit it in torch (with autodiff).") from err
+        return as_numpy(out) if isinstance(out, torch.Tensor) else np.asarray(out)
 
     def residual(params: Any) -> Any:
         r = model(params) - ydata
