@@ -262,8 +262,6 @@ def test_result_standard_errors_are_those_of_curve_fit(decay_data):
     x, y = decay_data
     res = gn.least_squares(lambda b: _decay(x, *b) - y, np.array([1.0, 1.0, 0.0]), method="lm")
     _, pcov = curve_fit(_decay, x, y, p0=[1.0, 1.0, 0.0])
-    if not hasattr(res, "standard_errors"):
-        pytest.skip("least_squares results have no standard_errors() yet")
     np.testing.assert_allclose(np.asarray(res.covariance()), pcov, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(res.standard_errors()), np.sqrt(np.diag(pcov)), rtol=1e-5)
     assert res.dof == x.size - 3
@@ -859,16 +857,15 @@ def test_standard_errors_at_certified_values_match_nist(name):
 @pytest.mark.parametrize("name", WITH_SD)
 def test_fitted_standard_errors_match_nist_where_certified_values_are_reached(name):
     prob = catalogue.PROBLEMS[name]
+    # 2000 evaluations: enough for every problem but MGH10 from Start 1 (about 7800, over a minute on
+    # 2 busy cores); its certified SDs are still checked from Start 2, as MGH "meyer" and at x_star
     res = gn.least_squares(prob.fun, prob.x0_tensor(), method="lm", ftol=1e-15, xtol=1e-15, gtol=1e-15,
-                           max_nfev=20000)
+                           max_nfev=2000)
     x_star = torch.tensor(prob.x_star, dtype=torch.float64)
     reached = bool(torch.allclose(torch.as_tensor(res.x), x_star, rtol=1e-6, atol=1e-10))
     if name in MUST_REACH:
         assert reached, (name, res.x, res.message)
     if not reached:
-        pytest.skip(f"{name}: the fit ends at cost {res.cost:.6g}, not at the certified values")
-    if hasattr(res, "standard_errors"):
-        se = torch.as_tensor(res.standard_errors())
-    else:  # least_squares results without standard_errors(): the same function on res.jac
-        se = covariance(torch.as_tensor(res.jac), res.cost).diagonal().sqrt()
-    np.testing.assert_allclose(se.numpy(), prob.x_star_sd, rtol=5e-4)
+        pytest.skip(f"{name}: the fit ends at cost {res.cost:.6g} after {res.nfev} evaluations, not at the "
+                    "certified values")
+    np.testing.assert_allclose(torch.as_tensor(res.standard_errors()).numpy(), prob.x_star_sd, rtol=5e-4)
