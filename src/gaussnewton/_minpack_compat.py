@@ -337,7 +337,7 @@ def leastsq(
         if rank == n:
             cov_x = gram_pinv.numpy()
     infodict: dict[str, Any] = {"fvec": fvec, "nfev": int(res.nfev)}
-    if Dfun is not None:
+    if Dfun is not None and res.njev is not None:
         infodict["njev"] = int(res.njev)
     if jac_final is not None and np.isfinite(jac_final).all():
         infodict.update(qr_infodict(jac_final, fvec))

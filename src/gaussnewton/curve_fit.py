@@ -329,7 +329,7 @@ def curve_fit(
         if backend.torch:
             qr = {k: torch.as_tensor(v, device=backend.device) for k, v in qr.items()}
         infodict.update(qr)
-        if callable(jac):
+        if callable(jac) and res.njev is not None:
             infodict["njev"] = int(res.njev)
     else:
         ier, errmsg = int(res.status), str(res.message)
