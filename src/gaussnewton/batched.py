@@ -54,7 +54,7 @@ new point). One loop iteration
 2. for every still-active problem solves the damped system, evaluates ``fun`` at the trial
    point, computes the gain ratio and applies the Nielsen update and the termination tests.
 
-Problems with a status are frozen: they are left out of every evaluation and their entries
+Problems with a status are frozen: they are left out of every evaluation and their results
 are never written again, so an expensive straggler costs only its own evaluations, and a NaN
 or Inf in one problem's residuals (or a failed factorization) is confined to that problem:
 it becomes a rejected trial (larger ρ) or a NONFINITE status there, and nothing else reads it.
@@ -115,7 +115,9 @@ _GOOD_RATIO = 0.75  # ... except after a well-predicted one (MINPACK's "very suc
 _FAST_SHRINK = 0.1  # ... where it shrinks at least 10× (fast endgame near zero-residual solutions)
 _NU0 = 2.0  # Nielsen's initial growth factor ν
 _RHO_MAX = 1e16  # gaussnewton.steps.RHO_MAX_FACTOR: ρ (relative to D = diag(JᵀJ)) beyond this means no step helps
-_JAC_BYTES = 2**26  # default chunk: problems whose Jacobians fill about 64 MiB per vectorized call
+# default chunk: Jacobians of about 4 MiB per vectorized call (cache-sized: on CPU 2-4x faster than
+# one call over B = 1e5 problems; measured with vmap(jacfwd) and an analytic jac, n = 50, p = 4)
+_JAC_BYTES = 2**22
 
 ArrayLike = Any  # torch.Tensor | np.ndarray | nested lists
 
@@ -238,10 +240,19 @@ class _Evaluator:
             out.append((x[lo:hi] if (lo, hi) != (0, m) else x, data))
         return out
 
-    def residuals(self, x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        """(m, n) residuals of the problems ``idx`` (None: all B) at ``x`` (m, p)."""
-        parts = [_as_tensor_output("fun", self._fun(xc, *data), x) for xc, data in self._chunks(x, idx)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    def residuals(self, x: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, n) residuals of the problems ``idx`` (None: all B) at ``x`` (m, p), and their (m,) costs.
+
+        The costs are summed chunk by chunk, while each chunk's residuals are still in cache.
+        """
+        rs, cs = [], []
+        for xc, data in self._chunks(x, idx):
+            r = _as_tensor_output("fun", self._fun(xc, *data), x)
+            rs.append(r)
+            cs.append(_cost(r))
+        if len(rs) == 1:
+            return rs[0], cs[0]
+        return torch.cat(rs), torch.cat(cs)
 
     def linearize(self, x: torch.Tensor, r: torch.Tensor,
                   idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -378,7 +389,7 @@ def least_squares_batched(
         tau: initial damping ρ₀ > 0 (in units of D = diag(JᵀJ); default 1e-3, Madsen et al.).
         vectorized: ``fun`` (and ``jac``) already take a batch of problems (see ``fun``).
         chunk_size: problems per vectorized call of ``fun``/``jac`` (bounds memory: one chunk of
-            Jacobians is held at a time). Default: as many as fit 64 MiB of Jacobians.
+            Jacobians is held at a time). Default: as many as fit 4 MiB of Jacobians (cache-sized).
 
     Returns:
         BatchedLeastSquaresResult: per problem ``x, cost, fun, status, success, nfev, njev,
@@ -406,9 +417,9 @@ def least_squares_batched(
     n = _probe(fun, x, tensors, vectorized)
     chunk = chunk_size if chunk_size is not None else max(1, _JAC_BYTES // (n * p * x.element_size()))
     ev = _Evaluator(fun, jac, tensors, vectorized, chunk)
-    r = ev.residuals(x, None)
+    r, cost = ev.residuals(x, None)
     max_nfev = budget if budget is not None else 100 * max(p, 10)
-    state = _State.start(x, r, tau, max_nfev)
+    state = _State.start(x, r, cost, tau, max_nfev)
     iterations = 0
     while True:
         lin = state.active() & state.relinearize
@@ -517,11 +528,10 @@ class _State:
     relinearize: torch.Tensor  # (B,) bool: J needed at x (first iterate, or last trial accepted)
 
     @staticmethod
-    def start(x: torch.Tensor, r: torch.Tensor, tau: float, max_nfev: int) -> _State:
+    def start(x: torch.Tensor, r: torch.Tensor, cost: torch.Tensor, tau: float, max_nfev: int) -> _State:
         """The state at x0: NONFINITE where ``r(x0)`` is, MAX_EVALS where ``max_nfev`` ≤ 1."""
         b, p = x.shape
         dt, dev = x.dtype, x.device
-        cost = _cost(r)
         status = torch.full((b,), _RUNNING, dtype=torch.int64, device=dev)
         if max_nfev <= 1:  # the evaluation at x0 spent the budget (the single solver checks before each step)
             status.fill_(Termination.MAX_EVALS.value)
@@ -575,11 +585,10 @@ def _linearize(ev: _Evaluator, s: _State, mask: torch.Tensor, gtol: float) -> No
     status = torch.full(cost.shape, _RUNNING, dtype=torch.int64, device=cost.device)
     status = torch.where(finite & ((gnorm < gtol) | (cost == 0)), Termination.GTOL.value, status)
     status = torch.where(finite, status, Termination.NONFINITE.value)
-    colsq = gram.diagonal(dim1=1, dim2=2)
-    ok = finite[:, None]
-    _put(s.gram, idx, torch.where(ok[:, :, None], gram, _take(s.gram, idx)))
-    _put(s.grad, idx, torch.where(ok, grad, _take(s.grad, idx)))
-    _put(s.diag_run, idx, torch.where(ok, torch.maximum(_take(s.diag_run, idx), colsq), _take(s.diag_run, idx)))
+    # a non-finite G is stored too: its problem is frozen (NONFINITE) and nothing reads it again
+    _put(s.gram, idx, gram)
+    _put(s.grad, idx, grad)
+    _put(s.diag_run, idx, torch.maximum(_take(s.diag_run, idx), gram.diagonal(dim1=1, dim2=2)))
     _put(s.njev, idx, _take(s.njev, idx) + 1)
     _put(s.status, idx, status)
     _put(s.relinearize, idx, torch.zeros_like(finite))
@@ -599,6 +608,8 @@ def _damped_steps(gram: torch.Tensor, grad: torch.Tensor, diag_run: torch.Tensor
     mat.diagonal(dim1=1, dim2=2).add_(rho[:, None])
     factor, info = torch.linalg.cholesky_ex(mat)
     ok = info == 0
+    if bool(ok.all()):
+        return torch.cholesky_solve((-grad * dis)[:, :, None], factor).squeeze(-1) * dis, ok
     factor = torch.where(ok[:, None, None], factor, torch.eye(gram.shape[1], dtype=gram.dtype, device=gram.device))
     z = torch.cholesky_solve((-grad * dis)[:, :, None], factor).squeeze(-1)
     return torch.where(ok[:, None], z * dis, torch.zeros_like(z)), ok
@@ -636,8 +647,8 @@ def _trial(ev: _Evaluator, s: _State, mask: torch.Tensor, ftol: float, xtol: flo
     rho, nu = _take(s.rho, idx), _take(s.nu, idx)
     delta, solved = _damped_steps(gram, grad, _take(s.diag_run, idx), rho)
     x_try = x + delta
-    r_try = ev.residuals(x_try, idx)
-    cost_try = torch.where(solved, _cost(r_try), torch.full_like(cost, float("nan")))
+    r_try, cost_try = ev.residuals(x_try, idx)
+    cost_try = torch.where(solved, cost_try, torch.full_like(cost, float("nan")))
     predicted = -(grad * delta).sum(dim=1) - 0.5 * (delta[:, None, :] @ gram @ delta[:, :, None]).reshape(-1)
     actual = cost - cost_try
     ratio = _gain_ratio(actual, predicted)
@@ -661,7 +672,8 @@ def _trial(ev: _Evaluator, s: _State, mask: torch.Tensor, ftol: float, xtol: flo
     status = torch.where((status == _RUNNING) & (nfev >= max_nfev), Termination.MAX_EVALS.value, status)
 
     _put(s.x, idx, x_new)
-    _put(s.r, idx, torch.where(accepted[:, None], r_try.to(s.r.dtype), _take(s.r, idx)))
+    acc = accepted.nonzero().squeeze(1)  # (B, n) residuals: copy the accepted rows only
+    s.r.index_copy_(0, acc if idx is None else idx.index_select(0, acc), r_try.index_select(0, acc))
     _put(s.cost, idx, cost_new)
     _put(s.rho, idx, rho_new)
     _put(s.nu, idx, nu_new)
