@@ -9,22 +9,20 @@ import numpy as np
 import torch
 
 from .._errors import GaussNewtonError
-from .base import Problem, chunk_size_for
+from ._jacobian import BlackBoxJacobian, RowwiseResidual
+from .base import Problem
 
 __all__ = ["FunctionProblem"]
-
-# A forward-mode lane carries one tangent through the whole function: assume its peak
-# memory is a few copies of the output (a rough, conservative guess; OOM still halves).
-_LANE_COPIES = 16
-_LANES_PER_CALL = 16  # vmap chunk for black-box Jacobians (cache-sized; see _tuned_lanes)
 
 
 class FunctionProblem(Problem):
     """Residuals ``r = fun(x)`` of a 1-D parameter tensor, with an autodiff or user Jacobian.
 
-    The dense Jacobian uses ``torch.func``: forward mode (``vmap`` of ``jvp`` over the p
-    basis vectors) when N ≥ p, reverse mode (``vmap`` of one ``vjp`` over the N basis
-    covectors) when N < p, each chunked so that the lanes fit ``memory_budget``.
+    The dense Jacobian uses ``torch.func`` lanes (:mod:`gaussnewton.problems._jacobian`):
+    forward mode (the linearized tangent program vmapped over the p basis vectors) or reverse
+    mode (one ``vjp`` vmapped over the N basis covectors), chosen by the bytes one lane of
+    each measurably writes, in cache-sized chunks within ``memory_budget``. A residual marked
+    with :func:`~gaussnewton.problems.rowwise` gets its Jacobian one row at a time.
 
     Args:
         fun: ``fun(x) -> r``, x of shape (p,), r of shape (N,); torch ops only unless ``jac``
@@ -111,50 +109,14 @@ class FunctionProblem(Problem):
                     f"got shape {tuple(j.shape)}."
                 )
             return j.to(dtype=self.dtype, device=self.device)
-        itemsize = torch.finfo(self.dtype).bits // 8
-        if n >= p:  # forward mode: p lanes, each a tangent of the whole computation
-            basis = torch.eye(p, dtype=self.dtype, device=self.device)
-            cap = chunk_size_for(p, _LANE_COPIES * n * itemsize, self.memory_budget)
-
-            def column(v: torch.Tensor) -> torch.Tensor:
-                return torch.func.jvp(self.fun, (theta,), (v,))[1]
-
-            return self._tuned_lanes(column, basis, cap).T
-        basis = torch.eye(n, dtype=self.dtype, device=self.device)
-        vjp_fn = torch.func.vjp(self.fun, theta)[1]
-        cap = chunk_size_for(n, _LANE_COPIES * p * itemsize, self.memory_budget)
-        return self._tuned_lanes(lambda u: vjp_fn(u)[0], basis, cap)
-
-    def _tuned_lanes(self, fn: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor,
-                     cap: int | None) -> torch.Tensor:
-        """``vmap(fn)`` over the basis rows in chunks of ``_LANES_PER_CALL`` (capped by the budget).
-
-        Each lane of a black-box function carries tangents of *all* its intermediates, so the
-        work is memory-bound and small chunks whose intermediates stay in cache win. Measured
-        here for a residual with 2,500×100 intermediates (n = 2,500, p = 1,000): 4 lanes per
-        call 1.4 s, 16 lanes 1.0 s, 64 lanes 2.7 s, all 1,000 at once 2.6 s. A fixed size
-        (rather than timing-based tuning) keeps runs bit-for-bit reproducible.
-        """
-        chunk = _LANES_PER_CALL if cap is None else min(cap, _LANES_PER_CALL)
-        return _vmap_halving(fn, basis, chunk)
+        if isinstance(self.fun, RowwiseResidual):
+            return self.fun.jacobian(theta)
+        if getattr(self, "_lanes", None) is None:  # planned at the first Jacobian, then kept
+            self._lanes = BlackBoxJacobian(self.outputs, n, p, self.memory_budget)
+        return self._lanes(theta)
 
 
 def _is_wrapped(t: torch.Tensor) -> bool:
     """True for a tensor inside a ``torch.func`` transform (a functorch wrapper)."""
     check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
     return bool(check(t)) if check is not None else True
-
-
-def _vmap_halving(fn: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor, chunk: int | None) -> torch.Tensor:
-    """``vmap(fn, chunk_size=chunk)(basis)``, halving the chunk on an out-of-memory error."""
-    while True:
-        try:
-            return torch.func.vmap(fn, chunk_size=chunk)(basis)
-        except (RuntimeError, MemoryError) as exc:  # CPU and CUDA OOM both land here
-            msg = str(exc).lower()
-            if "out of memory" not in msg and "can't allocate" not in msg:
-                raise
-            size = chunk or basis.shape[0]
-            if size <= 1:
-                raise
-            chunk = size // 2

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from .._errors import GaussNewtonError, check_choice
+from ._jacobian import vmap_halving as _vmap_halving
 from .base import Problem, chunk_size_for
-from .functional import _vmap_halving
 from .structured import LayerFactor, StructuredJacobian, linear_layers
 
 __all__ = ["NetworkProblem", "ParamVector"]
