@@ -2,7 +2,10 @@
 
 Public API (everything else is internal):
 
-* :func:`least_squares` — SciPy-like nonlinear least squares (LM / GN), N ≥ p and N < p.
+* :func:`least_squares` — SciPy's ``least_squares`` (same signature: NumPy or torch residuals,
+  bounds, robust losses), LM / GN, N ≥ p and N < p.
+* :func:`curve_fit` / :func:`leastsq` — SciPy's curve fitting (NumPy or torch models) and the
+  legacy MINPACK interface; results give covariances and standard errors.
 * :func:`fit` — full-batch GN / LM / GD training of any ``torch.nn.Module``.
 * :class:`MLP` — the paper's NTK-parameterized network (re-centred, output scale α).
 * :class:`gaussnewton.optim.GaussNewton` — a ``torch.optim.Optimizer`` (GN/LM step per closure).
@@ -23,6 +26,8 @@ from . import problems as problems
 from . import steps as steps
 from ._errors import GaussNewtonError as GaussNewtonError
 from ._errors import NonFiniteError as NonFiniteError
+from ._minpack_compat import leastsq as leastsq
+from .curve_fit import curve_fit as curve_fit
 from .fit import fit as fit
 from .least_squares import least_squares as least_squares
 from .linsolve import NumericalWarning as NumericalWarning
@@ -44,10 +49,12 @@ __all__ = [
     "NumericalWarning",
     "Termination",
     "__version__",
+    "curve_fit",
     "damping",
     "datasets",
     "fit",
     "least_squares",
+    "leastsq",
     "linsolve",
     "losses",
     "operators",

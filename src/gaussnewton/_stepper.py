@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -42,7 +42,7 @@ from ._objective import Linearization, Objective, gain_ratio
 from ._state import SolverState
 from .damping import DampingContext
 from .linsolve import LinearSolver, Prepared
-from .operators import diag_max_estimate, gram_spectrum
+from .operators import DenseOperator, FunctionOperator, LinearOperator, diag_max_estimate, gram_spectrum
 from .result import History, IterationInfo, Termination
 from .steps import StepRule, Trial
 
@@ -197,6 +197,8 @@ class Stepper:
         if gnorm < self.stopping.gtol or state.cost == 0.0:
             state.termination = Termination.GTOL
             return state
+        if self.bounds is not None:
+            lin = _with_rows(lin, self.bounds.curvature_term(state.theta, lin.grad))
         prepared, ctx, lam = self._prepare(obj, lin, state)
         state.damping_state, trial = self.rule.start(state.damping_state, ctx)
         while True:
@@ -229,13 +231,13 @@ class Stepper:
         elif self.rule.scaling == "diag":
             # MINPACK's D from the columns of J itself, not of A = BJ: a loss whose curvature nearly
             # vanishes (a robust loss on outliers) must not shrink the trust region's scale with it
-            jsq = colsq if lin.jac is None or lin.curvature.is_identity else lin.jac.column_sq_norms()
+            jsq = colsq if lin.jac is None else lin.jac.column_sq_norms()
             jsq = colsq if jsq is None else jsq
             assert jsq is not None
             run = jsq if state.diag_run is None or state.diag_run.shape != jsq.shape else \
                 torch.maximum(state.diag_run, jsq)
             state.diag_run = run
-            diag = run.clamp_min(torch.finfo(colsq.dtype).eps * max(float(run.max()), 1.0))
+            diag = run.clamp_min(torch.finfo(run.dtype).eps * max(float(run.max()), 1.0))
         if self.bounds is not None:  # Coleman–Li: D/v, v the distance to the bound the gradient points at
             v = self.bounds.scaling(state.theta, lin.grad)
             diag = (torch.ones_like(v) if diag is None else diag) / v
@@ -341,6 +343,28 @@ class Stepper:
             if st.max_steps is not None and state.nit >= st.max_steps and not out.accepted:
                 return Termination.STEPS_DONE
         return nxt
+
+
+def _with_rows(lin: Linearization, c: torch.Tensor) -> Linearization:
+    """The linearization with rows √c_i·e_iᵀ appended to A (and zeros to h) where c_i > 0.
+
+    ½‖As + h‖² then gains ½·sᵀdiag(c)s: Coleman–Li's curvature term (:mod:`gaussnewton._bounds`).
+    The gradient and the unweighted J are unchanged.
+    """
+    idx = (c > 0).nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return lin
+    k, (n, p) = int(idx.numel()), lin.a.shape
+    rows = torch.zeros(k, p, dtype=lin.h.dtype, device=lin.h.device)
+    rows[torch.arange(k, device=idx.device), idx] = c[idx].sqrt().to(rows.dtype)
+    a = lin.a
+    if isinstance(a, DenseOperator):
+        aug: LinearOperator = DenseOperator(torch.cat([a.to_dense(), rows]))
+    else:
+        aug = FunctionOperator((n + k, p), lambda v: torch.cat([a.mv(v), rows @ v]),
+                               lambda u: a.rmv(u[:n]) + rows.T @ u[n:],
+                               lambda: torch.cat([a.to_dense(), rows]), a.dtype, a.device)
+    return replace(lin, a=aug, h=torch.cat([lin.h, torch.zeros(k, dtype=lin.h.dtype, device=lin.h.device)]))
 
 
 TABLE_HEADER = (f"{'Iteration':>10} {'nfev':>6} {'Cost':>14} {'Cost reduction':>15} {'Step norm':>11} "

@@ -208,16 +208,18 @@ def least_squares(
         x = box.strictly_feasible(x)
     ftol, xtol, gtol = _tolerances(ftol, xtol, gtol, x.dtype)
 
-    def f_bound(z: Any) -> Any:
-        return fun(z, *args, **kwargs)
-
-    jac_bound = (lambda z: jac(z, *args, **kwargs)) if callable(jac) else jac  # noqa: E731
+    f_bound = _Bound(fun, args, kwargs)
+    jac_bound = _Bound(jac, args, kwargs) if callable(jac) else jac
     problem, numpy_mode = _problem(f_bound, jac_bound, x, kind, diff_step, box, jac_sparsity, workers,
                                    method, tr_solver, memory_budget)
-    is_op = isinstance(problem, NumpyFunctionProblem) and problem.linear_operator
-    if is_op and tr_solver == "exact":
-        raise GaussNewtonError("tr_solver='exact' works only with dense Jacobian matrices; `jac` returns a "
-                               "LinearOperator (use tr_solver='lsmr').")
+    jac_kind = problem.jac_kind if isinstance(problem, NumpyFunctionProblem) else "dense"
+    is_op = jac_kind == "operator"
+    if jac_kind != "dense" and method == "lm":
+        raise GaussNewtonError(f"method='lm' works only with dense Jacobian matrices; `jac` returns a {jac_kind} "
+                               "matrix (use method='trf').")
+    if jac_kind != "dense" and tr_solver == "exact":
+        raise GaussNewtonError(f"tr_solver='exact' works only with dense Jacobian matrices; `jac` returns a "
+                               f"{jac_kind} matrix (use tr_solver='lsmr', or return an ndarray).")
     if jac_sparsity is not None and tr_solver == "exact":
         raise GaussNewtonError("tr_solver='exact' is incompatible with `jac_sparsity`.")
 
@@ -275,12 +277,29 @@ def least_squares(
         print(f"{term.message} Function evaluations {out.nfev}, initial cost {out.cost0:.4e}, "
               f"final cost {out.cost:.4e}, first-order optimality {optimality:.2e}.")
     conv = _to_numpy if numpy_mode else (lambda t: t)
+    jac_out: Any = None if jac_final is None else conv(jac_final)
+    if jac_kind == "sparse" and jac_out is not None:  # returned in the user's format, as SciPy does
+        from scipy.sparse import csr_matrix
+
+        jac_out = csr_matrix(np.asarray(_to_numpy(jac_final) if isinstance(jac_final, torch.Tensor) else jac_out))
+    fd_lm = method == "lm" and not callable(jac) and isinstance(problem, NumpyFunctionProblem)
     return LeastSquaresResult(
-        x=conv(out.theta), cost=out.cost, fun=conv(out.outputs), jac=None if jac_final is None else conv(jac_final),
-        grad=conv(grad), optimality=optimality, nfev=out.nfev, njev=njev, nit=out.nit,
+        x=conv(out.theta), cost=out.cost, fun=conv(out.outputs), jac=jac_out,
+        grad=conv(grad), optimality=optimality, nfev=out.nfev, njev=None if fd_lm else njev,
+        nit=out.nit,
         status=term.value, message=term.message, success=term.success, termination=term,
         history=hist, penalty=objective.penalty(out.theta), active_mask=conv(active),
     )
+
+
+class _Bound:
+    """``fun(x, *args, **kwargs)``, picklable when ``fun`` is (SciPy's ``workers`` pools pickle it)."""
+
+    def __init__(self, fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.fun, self.args, self.kwargs = fun, args, kwargs
+
+    def __call__(self, x: Any) -> Any:
+        return self.fun(x, *self.args, **self.kwargs)
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -389,7 +408,7 @@ def _problem(fun: Callable[[Any], Any], jac: Any, x: torch.Tensor, kind: str, di
         numpy_mode = kind != "tensor"
         if kind == "tensor" and x.dtype != torch.float64:
             numpy_mode = False
-    r0_np = as_residual_array(r0)
+    r0_np = as_residual_array(r0, keep_dtype=True)
     if method == "lm" and r0_np.shape[0] < x.shape[0]:
         pass  # MINPACK's m ≥ n limit is lifted: the kernel form solves N < p
     jac_arg = jac if jac is not None else "2-point"

@@ -193,7 +193,7 @@ class LeastSquaresResult(_MappingAccess):
             (SciPy's tolerance: within xtol·max(1, |bound|)).
         nfev: residual evaluations (not counting those of finite differences, as SciPy's
             ``trf``).
-        njev: Jacobian evaluations.
+        njev: Jacobian evaluations (None for ``method="lm"`` with finite differences, as SciPy).
         nit: trial steps taken.
         status: :class:`Termination` code (int).
         message: why it stopped.
@@ -211,7 +211,7 @@ class LeastSquaresResult(_MappingAccess):
     grad: Any
     optimality: float
     nfev: int
-    njev: int
+    njev: int | None
     nit: int
     status: int
     message: str

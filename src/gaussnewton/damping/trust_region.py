@@ -20,6 +20,15 @@ from .base import DampingContext, TrustRegionRule, TrustState, accepts
 
 __all__ = ["Marquardt", "Nielsen"]
 
+# Nielsen's factor max(1/3, 1 − (2ϱ − 1)³) shrinks ρ at most 3× per step, so near a zero-residual
+# solution the damped step stays a fixed fraction off the GN step and convergence is only linear
+# (Broyden tridiagonal, n = 100: cost 5.8e-19 at the xtol stop, where SciPy's trf reaches 3.6e-26).
+# For well-predicted steps (ϱ > 3/4, MINPACK's "very successful" threshold) ρ shrinks 10×: cost
+# 7.1e-23 there, 2.5e-24 on r(x) = x, and no problem of the NIST/MGH catalogue ends worse
+# (tests/test_least_squares.py).
+_GOOD_RATIO = 0.75
+_FAST_SHRINK = 0.1
+
 
 class Nielsen(TrustRegionRule):
     r"""Gain-ratio damping update of Nielsen (1999) / Madsen, Nielsen & Tingleff (2004).
@@ -28,6 +37,7 @@ class Nielsen(TrustRegionRule):
 
         ρ_0 = τ · max diag(JᵀJ)            (or rho0)
         if ϱ > accept:  ρ ← ρ · max(1/3, 1 − (2ϱ − 1)³);  ν ← 2     (accept)
+                        (ρ ← ρ/10 instead when ϱ > 3/4: a fast endgame)
         else:           ρ ← ρ · ν;  ν ← 2ν                           (reject)
 
     Args:
@@ -57,6 +67,8 @@ class Nielsen(TrustRegionRule):
     def update(self, state: TrustState, gain_ratio: float) -> tuple[TrustState, bool]:  # noqa: D102
         if accepts(gain_ratio, self.accept):
             factor = max(1.0 / 3.0, 1.0 - (2.0 * gain_ratio - 1.0) ** 3)
+            if gain_ratio > _GOOD_RATIO:  # the GN model is trusted: let ρ fall fast (quadratic endgame)
+                factor = min(factor, _FAST_SHRINK)
             return TrustState(max(state.rho * factor, self.rho_min), 2.0), True
         return replace(state, rho=state.rho * state.nu, nu=2.0 * state.nu), False
 

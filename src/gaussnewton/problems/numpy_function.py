@@ -34,8 +34,8 @@ __all__ = ["NumpyFunctionProblem", "as_residual_array"]
 FD_METHODS = ("2-point", "3-point", "cs")
 
 
-def as_residual_array(r: Any, name: str = "fun") -> np.ndarray:
-    """``np.atleast_1d`` of a residual return value, checked to be 1-D and real."""
+def as_residual_array(r: Any, name: str = "fun", keep_dtype: bool = False) -> np.ndarray:
+    """``np.atleast_1d`` of a residual return value, checked to be 1-D and real (float64 unless kept)."""
     if isinstance(r, torch.Tensor):
         r = r.detach().cpu().numpy()
     arr = np.atleast_1d(np.asarray(r))
@@ -46,7 +46,19 @@ def as_residual_array(r: Any, name: str = "fun") -> np.ndarray:
                                "(split a complex residual into its real and imaginary parts).")
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise GaussNewtonError(f"`{name}` must return numbers; got dtype {arr.dtype}.")
+    if keep_dtype and np.issubdtype(arr.dtype, np.floating):
+        return arr
     return arr.astype(np.float64, copy=False)
+
+
+class _AtLeast1d:
+    """``np.atleast_1d(fun(x))``, picklable when ``fun`` is (SciPy's ``workers`` pools pickle it)."""
+
+    def __init__(self, fun: Callable[[np.ndarray], Any]) -> None:
+        self.fun = fun
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.atleast_1d(self.fun(x))
 
 
 class NumpyFunctionProblem(Problem):
@@ -75,6 +87,7 @@ class NumpyFunctionProblem(Problem):
         self.calls = 0
         self._last: tuple[np.ndarray, np.ndarray] | None = None
         self._jac_cache: tuple[np.ndarray, Any] | None = None
+        self._kind: str | None = None
         x = x0.detach().cpu().numpy().astype(np.float64)
         if r0 is None:
             r0 = self._call(x)
@@ -85,13 +98,22 @@ class NumpyFunctionProblem(Problem):
             raise GaussNewtonError("`fun` must return at least one residual; got n = 0.")
 
     @property
+    def jac_kind(self) -> str:
+        """What the user's ``jac`` returns at x0: ``"dense"``, ``"sparse"`` or ``"operator"``."""
+        if self._kind is None:
+            assert self._last is not None
+            self._jacobian_np(self._last[0])
+        assert self._kind is not None
+        return self._kind
+
+    @property
     def linear_operator(self) -> bool:
         """True when the user's ``jac`` returns a ``LinearOperator`` (matrix-free only)."""
-        return bool(self._jacobian_np(self._last[0])[1]) if self._last is not None else False
+        return self.jac_kind == "operator"
 
     def _call(self, x: np.ndarray) -> np.ndarray:
         self.calls += 1
-        return as_residual_array(self.fun(x))
+        return as_residual_array(self.fun(x), keep_dtype=True)  # a float32 f0 makes SciPy pick float32 steps
 
     def _f(self, x: np.ndarray) -> np.ndarray:
         """f(x), from the cache when x is the last evaluated point."""
@@ -105,7 +127,7 @@ class NumpyFunctionProblem(Problem):
 
     def outputs(self, theta: torch.Tensor) -> torch.Tensor:  # noqa: D102
         x = theta.detach().cpu().numpy().astype(np.float64)
-        return torch.as_tensor(self._f(x), dtype=self.dtype).to(self.device)
+        return torch.as_tensor(self._f(x).astype(np.float64), dtype=self.dtype).to(self.device)
 
     def _jacobian_np(self, x: np.ndarray) -> tuple[Any, bool]:
         """(J at x as ndarray / LinearOperator, is_linear_operator), cached for the last x."""
@@ -122,10 +144,12 @@ class NumpyFunctionProblem(Problem):
 
             extra = {} if self.workers is None else {"workers": self.workers}
             lb, ub = self.bounds if self.bounds is not None else (-np.inf, np.inf)
-            j = approx_derivative(lambda t: np.atleast_1d(self.fun(t)), x, method=self.jac,
+            j = approx_derivative(_AtLeast1d(self.fun), x, method=self.jac,
                                   rel_step=self.diff_step, f0=self._f(x), bounds=(lb, ub),
                                   sparsity=self.jac_sparsity, **extra)
         is_op = isinstance(j, LinearOperator)
+        if self._kind is None:
+            self._kind = "operator" if is_op else "sparse" if issparse(j) and callable(self.jac) else "dense"
         if issparse(j):
             j = j.toarray()
         elif not is_op:
