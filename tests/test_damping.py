@@ -62,7 +62,9 @@ def test_curvature_switching_switches_once():
 
 @pytest.mark.parametrize(
     "gain,expected_factor,accepted",
-    [(1.0, 1 / 3, True), (0.5, 1.0, True), (0.75, 1 - 0.5**3, True), (0.0, 2.0, False), (-1.0, 2.0, False),
+    # above a gain ratio of 3/4 the fast endgame: ρ/10 instead of Nielsen's ρ/3
+    [(1.0, 0.1, True), (0.8, 0.1, True), (0.5, 1.0, True), (0.75, 1 - 0.5**3, True), (0.0, 2.0, False),
+     (-1.0, 2.0, False),
      (float("-inf"), 2.0, False)],
 )
 def test_nielsen_update_table(gain, expected_factor, accepted):
