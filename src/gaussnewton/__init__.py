@@ -6,6 +6,8 @@ Public API (everything else is internal):
   bounds, robust losses), LM / GN, N ≥ p and N < p.
 * :func:`curve_fit` / :func:`leastsq` — SciPy's curve fitting (NumPy or torch models) and the
   legacy MINPACK interface; results give covariances and standard errors.
+* :func:`least_squares_batched` — B independent small fits at once (batched LM: one vectorized
+  loop, per-problem damping and termination).
 * :func:`fit` — full-batch GN / LM / GD training of any ``torch.nn.Module``.
 * :class:`MLP` — the paper's NTK-parameterized network (re-centred, output scale α).
 * :class:`gaussnewton.optim.GaussNewton` — a ``torch.optim.Optimizer`` (GN/LM step per closure).
@@ -27,6 +29,8 @@ from . import steps as steps
 from ._errors import GaussNewtonError as GaussNewtonError
 from ._errors import NonFiniteError as NonFiniteError
 from ._minpack_compat import leastsq as leastsq
+from .batched import BatchedLeastSquaresResult as BatchedLeastSquaresResult
+from .batched import least_squares_batched as least_squares_batched
 from .curve_fit import curve_fit as curve_fit
 from .fit import fit as fit
 from .least_squares import least_squares as least_squares
@@ -40,6 +44,7 @@ from .result import Termination as Termination
 __version__ = "0.2.0.dev0"
 
 __all__ = [
+    "BatchedLeastSquaresResult",
     "FitResult",
     "GaussNewtonError",
     "IterationInfo",
@@ -54,6 +59,7 @@ __all__ = [
     "datasets",
     "fit",
     "least_squares",
+    "least_squares_batched",
     "leastsq",
     "linsolve",
     "losses",
