@@ -293,3 +293,23 @@ def test_standard_errors_match_a_dense_reference():
     np.testing.assert_allclose(res.covariance(), s2 * np.linalg.inv(j.T @ j), rtol=1e-6)
     np.testing.assert_allclose(res.standard_errors(), np.sqrt(np.diag(s2 * np.linalg.inv(j.T @ j))), rtol=1e-6)
     assert res.dof == T.size - 2
+
+
+def test_residual_that_writes_into_its_argument_does_not_move_the_iterate():  # issue 16, item 5
+    def clobbers(x):
+        r = decay(x)
+        x[:] = 0.0
+        return r
+
+    res = gn.least_squares(clobbers, [1.0, 1.0])
+    np.testing.assert_allclose(res.cost, 0.5 * np.sum(decay(res.x) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(res.x, gn.least_squares(decay, [1.0, 1.0]).x, rtol=1e-12)
+
+
+def test_wrong_jacobian_that_stalls_at_x0_is_reported():  # issue 14, item 8
+    assert gn.check_jacobian(decay, [1.0, 1.0], decay_jac) < 1e-8
+    assert gn.check_jacobian(decay, [1.0, 1.0], lambda x: -decay_jac(x)) > 1
+    with pytest.warns(UserWarning, match=r"never left x0, and the Jacobian disagrees with `fun` there \(relative "
+                                         r"error 2 of J·v"):
+        res = gn.least_squares(decay, [1.0, 1.0], lambda x: -decay_jac(x))
+    assert res.x.tolist() == [1.0, 1.0]

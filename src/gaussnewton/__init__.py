@@ -26,6 +26,7 @@ from . import operators as operators
 from . import optim as optim
 from . import problems as problems
 from . import steps as steps
+from ._check import check_jacobian as check_jacobian
 from ._errors import GaussNewtonError as GaussNewtonError
 from ._errors import NonFiniteError as NonFiniteError
 from ._minpack_compat import leastsq as leastsq
@@ -54,6 +55,7 @@ __all__ = [
     "NumericalWarning",
     "Termination",
     "__version__",
+    "check_jacobian",
     "curve_fit",
     "damping",
     "datasets",

@@ -27,6 +27,7 @@ refusals: no bounds, linear loss only); ``"gn"`` is the undamped GN of the paper
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import warnings
 from collections.abc import Callable
@@ -273,6 +274,8 @@ def least_squares(
     optimality = box.optimality(out.theta, grad) if box is not None else float(grad.abs().max())
     active = box.active_mask(out.theta, xtol) if box is not None else torch.zeros(p, dtype=torch.int64)
     term = out.termination
+    if term.success and out.cost > 0 and not any(hist["accepted"]):
+        _warn_if_no_progress_from_a_wrong_jacobian(f_bound, jac_bound, x, problem)
     if verbose >= 1:
         print(f"{term.message} Function evaluations {out.nfev}, initial cost {out.cost0:.4e}, "
               f"final cost {out.cost:.4e}, first-order optimality {optimality:.2e}.")
@@ -290,6 +293,29 @@ def least_squares(
         status=term.value, message=term.message, success=term.success, termination=term,
         history=hist, penalty=objective.penalty(out.theta), active_mask=conv(active),
     )
+
+
+def _warn_if_no_progress_from_a_wrong_jacobian(fun: Callable[[Any], Any], jac: Any, x0: torch.Tensor,
+                                               problem: Any) -> None:
+    """A "converged" run that never moved: check J·v against central differences and say so.
+
+    A sign-flipped ``jac`` or a residual that hides from autodiff (``.item()``, NumPy inside a
+    torch function) makes the first step useless, and the tolerances then report success at x0.
+    """
+    from ._check import check_jacobian
+
+    if isinstance(problem, NumpyFunctionProblem) and not callable(jac):
+        return  # finite differences: consistent with fun by construction
+    try:
+        err = check_jacobian(fun, x0, jac if callable(jac) else None)
+    except GaussNewtonError as exc:
+        err, why = math.inf, str(exc)
+    else:
+        why = f"relative error {err:.2g} of J·v against central differences"
+    if err > 1e-4:
+        warnings.warn(f"The run reports success but never left x0, and the Jacobian disagrees with `fun` there "
+                      f"({why}): check `jac` (gaussnewton.check_jacobian), or pass jac='2-point'.",
+                      UserWarning, stacklevel=3)
 
 
 class _Bound:

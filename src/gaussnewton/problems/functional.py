@@ -76,7 +76,8 @@ class FunctionProblem(Problem):
                     return last[1]
             except RuntimeError:  # a tracing tensor (make_fx, torch.func.linearize) has no values
                 plain = False
-        r = self._coerce(self.fun(theta))
+        # a copy: a residual that writes into its argument must not move the iterate (issue 16, item 5)
+        r = self._coerce(self.fun(theta.clone() if plain else theta))
         if plain:
             self._last = (theta.detach().clone(), r.detach())
         return r

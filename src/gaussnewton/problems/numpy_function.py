@@ -113,7 +113,9 @@ class NumpyFunctionProblem(Problem):
 
     def _call(self, x: np.ndarray) -> np.ndarray:
         self.calls += 1
-        return as_residual_array(self.fun(x), keep_dtype=True)  # a float32 f0 makes SciPy pick float32 steps
+        # x.copy(): a residual that writes into its argument must not move the iterate; a float32
+        # result is kept so that SciPy picks float32 difference steps
+        return as_residual_array(self.fun(x.copy()), keep_dtype=True)
 
     def _f(self, x: np.ndarray) -> np.ndarray:
         """f(x), from the cache when x is the last evaluated point."""
