@@ -183,9 +183,9 @@ def end_to_end(data: dict, scipy_nfev: int, our_nfev: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--scipy-nfev", type=int, default=40)
-    ap.add_argument("--our-nfev", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--scipy-nfev", type=int, default=20)
+    ap.add_argument("--our-nfev", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="2 repeats, SciPy capped at 8 evaluations")
     args = ap.parse_args()
     torch.set_num_threads(int(THREADS))
