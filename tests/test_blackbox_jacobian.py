@@ -5,7 +5,7 @@ import torch
 
 import gaussnewton as gn
 from gaussnewton._errors import GaussNewtonError
-from gaussnewton.problems import FunctionProblem, rowwise
+from gaussnewton.problems import FunctionProblem, _jacobian, rowwise
 from gaussnewton.problems._jacobian import BlackBoxJacobian, cache_bytes_per_core, plan_lanes, written_bytes
 
 D, H = 3, 5  # one tanh layer: p = D·H + 2H = 25
@@ -30,7 +30,8 @@ def data(n, seed=0):
 
 
 @pytest.mark.parametrize("n,mode", [(60, "forward"), (8, "reverse")])  # N ≥ p and N < p
-def test_lane_jacobian_matches_dense(n, mode):
+def test_lane_jacobian_matches_dense(n, mode, monkeypatch):
+    monkeypatch.setattr(_jacobian, "LINEARIZE_MIN_ENTRIES", 0)  # linearized lanes even at this small size
     x, y, theta = data(n)
     prob = FunctionProblem(lambda t: layer(t, x, y), theta)
     jac = prob.jacobian(theta)
@@ -132,3 +133,25 @@ def test_least_squares_with_rowwise_matches_plain_function():
     marked = gn.least_squares(rowwise(layer, x, y), x0=theta.clone(), method="lm", max_nfev=30)
     assert marked.nfev == plain.nfev
     torch.testing.assert_close(torch.as_tensor(marked.x), torch.as_tensor(plain.x), rtol=1e-7, atol=1e-9)
+
+
+def test_linearized_lanes_are_checked_against_jvp(monkeypatch):
+    """A trace burns in values that leave torch (.numpy()); the vmapped-jvp check catches it (no silent zero J)."""
+    monkeypatch.setattr(_jacobian, "LINEARIZE_MIN_ENTRIES", 0)
+    x, y, theta = data(60)  # N ≥ p: forward lanes
+
+    def escapes(t):  # .numpy() is a constant to a trace, an error to vmapped jvp lanes
+        return layer(t, x, y) * float(t[:1].detach().numpy()[0])
+
+    with pytest.raises(RuntimeError):
+        FunctionProblem(escapes, theta).jacobian(theta)
+    with pytest.raises(GaussNewtonError, match=r"Automatic differentiation of `fun` failed"):
+        gn.least_squares(escapes, theta)
+
+
+def test_small_problems_use_plain_jvp_lanes():
+    x, y, theta = data(60)
+    prob = FunctionProblem(lambda t: layer(t, x, y), theta)
+    dense = torch.autograd.functional.jacobian(lambda t: layer(t, x, y), theta)
+    torch.testing.assert_close(prob.jacobian(theta), dense, rtol=1e-12, atol=1e-12)
+    assert not prob._lanes.linearize_ok  # N·p below LINEARIZE_MIN_ENTRIES: no trace
