@@ -313,3 +313,17 @@ def test_wrong_jacobian_that_stalls_at_x0_is_reported():  # issue 14, item 8
                                          r"error 2 of J·v"):
         res = gn.least_squares(decay, [1.0, 1.0], lambda x: -decay_jac(x))
     assert res.x.tolist() == [1.0, 1.0]
+
+
+def test_halved_gn_steps_do_not_trigger_ftol():  # issue 15, item 7
+    def bvp(x):  # the discrete boundary-value problem of SciPy's test_bvp, on a 10 × 10 grid
+        u = np.zeros((12, 12))
+        y = x.reshape(10, 10)
+        u[1:-1, 1:-1] = y
+        return (u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:] - 4 * y + y**3).ravel()
+
+    gn_res = gn.least_squares(bvp, np.ones(100), ftol=1e-2, method="gn", max_nfev=100)
+    # the 0.1 behaviour: FTOL "success" at cost 29.6 after a 1/64 step; now no false convergence
+    assert gn_res.status == Termination.MAX_EVALS.value and not gn_res.success
+    lm = gn.least_squares(bvp, np.ones(100), ftol=1e-2, max_nfev=100)
+    assert lm.success and lm.cost < 0.5  # SciPy's test_bvp bound

@@ -330,8 +330,9 @@ class Stepper:
             if st.target_cost is not None and state.cost <= st.target_cost:
                 nxt = Termination.TARGET
             else:
+                ftol = st.ftol if trial.retries == 0 or self.rule.shortened_steps_test_ftol else 0.0
                 nxt = check_termination(cost_before - state.cost, cost_before, out.step_norm, x_norm, out.ratio,
-                                        st.ftol, st.xtol)
+                                        ftol, st.xtol)
         elif self.rule.uses_gain_ratio and math.isfinite(out.cost) and \
                 out.step_norm < st.xtol * (st.xtol + x_norm):
             nxt = Termination.XTOL
