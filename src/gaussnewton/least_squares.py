@@ -130,8 +130,9 @@ def least_squares(
         verbose: 0 silent, 1 final report, 2 a line per trial step (SciPy-style table).
         args: extra positional arguments of ``fun`` and ``jac``.
         kwargs: extra keyword arguments of ``fun`` and ``jac``.
-        callback: SciPy's protocol: ``callback(intermediate_result)`` (a parameter of that
-            name) receives an ``OptimizeResult`` with ``x, fun, nit, nfev, cost``; any other
+        callback: SciPy's protocol, called after every trial step (accepted or not):
+            ``callback(intermediate_result)`` (a parameter of that name) receives an
+            ``OptimizeResult`` with ``x, fun, nit, nfev, cost``; any other
             callable receives x (an :class:`~gaussnewton.result.IterationInfo` when the
             problem is posed in torch). Returning True or raising ``StopIteration`` stops
             with status −2.
@@ -225,6 +226,9 @@ def least_squares(
         raise GaussNewtonError("tr_solver='exact' is incompatible with `jac_sparsity`.")
 
     reducer = Reducer(resolve_group(process_group))
+    if box is not None and reducer.active:
+        raise GaussNewtonError("`bounds` are not supported with a process group (data-parallel residuals); "
+                               "got bounds and an initialized torch.distributed group (pass process_group=None).")
     x = reducer.broadcast(x)
     n = int(reducer.sum(torch.tensor(problem.n_outputs)))
     diag, scale_default = _x_scale(x_scale, x, is_op)
