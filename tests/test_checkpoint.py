@@ -100,3 +100,56 @@ def test_checkpoint_of_another_version_is_refused(tmp_path):
     X, y = gn.datasets.single_index(40, 3, seed=0)
     with pytest.raises(gn.GaussNewtonError, match=r"`checkpoint` file .* has format 1, not 2"):
         gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, steps=2, checkpoint=path)
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ("data", r"the data \(X, y\) differ: saved X \(n, 3\) torch.float64 #\w+; y \(n,\) torch.float64 #\w+, now"),
+        ("init", r"the initial parameters θ₀ differ: saved θ₀ \(90,\) torch.float64 #\w+, now"),
+        ("activation", r"the model's structure differs: saved MLP #\w+, now MLP #\w+"),
+    ],
+)
+def test_checkpoint_of_other_data_init_or_structure_is_refused(tmp_path, change, pattern):
+    """Same path, n and p; other data, θ₀ or activation: refused, naming what differs and how to start fresh."""
+    path = tmp_path / "run.ckpt"
+    _run("lm", 2, path)
+    X, y = gn.datasets.single_index(40, 3, seed=0)
+    kwargs = {"seed": 1}
+    if change == "data":
+        y = y + 0.5
+    elif change == "init":
+        kwargs["seed"] = 2
+    else:
+        kwargs["activation"] = "sigmoid"
+    with pytest.raises(gn.GaussNewtonError, match=pattern + r".*delete the file or pass another `checkpoint` path"):
+        gn.fit(gn.MLP(3, width=30, alpha=2.0, **kwargs), X, y, method="lm", steps=4, checkpoint=path,
+               checkpoint_every=1)
+    if change == "data":  # a permutation of the rows is other data too
+        perm = torch.arange(39, -1, -1)
+        X0, y0 = gn.datasets.single_index(40, 3, seed=0)
+        with pytest.raises(gn.GaussNewtonError, match=r"the data \(X, y\) differ"):
+            gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X0[perm], y0[perm], method="lm", steps=4,
+                   checkpoint=path, checkpoint_every=1)
+
+
+def test_interrupt_keeps_last_accepted_params_and_checkpoint_resumes(tmp_path):
+    """Ctrl-C on step 3: the model holds θ after 3 steps, the checkpoint too; the same model resumes."""
+    X, y = gn.datasets.single_index(40, 3, seed=0)
+    ref3 = gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=3)
+    ref8 = gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=8)
+
+    def interrupt(info):
+        if info.iteration == 3:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.ckpt"
+    net = gn.MLP(3, width=30, alpha=2.0, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        gn.fit(net, X, y, method="lm", steps=8, checkpoint=path, checkpoint_every=100, callback=interrupt)
+    flat = torch.cat([q.detach().reshape(-1) for q in net.parameters() if q.requires_grad])
+    assert torch.equal(flat, ref3.params)
+    saved = torch.load(path, weights_only=True)
+    assert saved["nit"] == 3 and torch.equal(saved["theta"], ref3.params)
+    resumed = gn.fit(net, X, y, method="lm", steps=8, checkpoint=path)  # the model now holds the saved θ
+    assert torch.equal(resumed.params, ref8.params) and resumed.history["loss"] == ref8.history["loss"]

@@ -172,6 +172,29 @@ def test_nonfinite_mid_run_keeps_last_good_params():
         assert math.isfinite(0.5 * float(((net(X).detach() - y) ** 2).mean()))
 
 
+def test_model_raising_mid_run_leaves_last_accepted_params_in_model():
+    """A forward that raises on step 3 (a data loader dies) propagates; the model holds θ after 2 steps."""
+    X, y = data()
+    ref = gn.fit(gn.MLP(3, width=40, alpha=4.0, seed=0), X, y, method="gn", steps=2)
+
+    class Dies(gn.MLP):
+        armed = False
+
+        def forward(self, x):
+            if self.armed:
+                raise RuntimeError("data loader died")
+            return super().forward(x)
+
+    net = Dies(3, width=40, alpha=4.0, seed=0)
+
+    def arm(info):
+        net.armed = info.iteration == 2
+
+    with pytest.raises(RuntimeError, match="data loader died"):
+        gn.fit(net, X, y, method="gn", steps=5, callback=arm)
+    assert torch.equal(torch.cat([q.detach().reshape(-1) for q in net.parameters() if q.requires_grad]), ref.params)
+
+
 def test_same_seed_same_history():
     X, y = data()
     runs = [gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=5), X, y, method="lm", steps=10).history for _ in range(2)]

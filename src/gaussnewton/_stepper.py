@@ -132,6 +132,7 @@ class Stepper:
         self.track_kernel, self.callback, self.on_row, self.max_trials = track_kernel, callback, on_row, max_trials
         self.monitor, self.bayesian = monitor, bayesian
         self.bounds, self.diag = bounds, diag
+        self.state: SolverState | None = None  # the run of solve(), readable if it raises (θ: last accepted)
 
     @property
     def dense(self) -> bool | None:
@@ -166,6 +167,7 @@ class Stepper:
         saved = checkpointer.load() if checkpointer is not None else None
         if saved is not None:
             state = self.resume(obj, saved, theta0.device)
+        self.state = state
         max_steps = self.stopping.max_steps
         while state.termination is None:
             if max_steps is not None and state.nit >= max_steps:

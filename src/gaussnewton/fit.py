@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from ._bayes import BayesianRegularization
-from ._checkpoint import Checkpointer
+from ._checkpoint import Checkpointer, model_digest, tensor_digest
 from ._errors import GaussNewtonError, check_choice, check_nonneg, check_positive, check_positive_int, to_float_tensor
 from ._objective import Objective
+from ._state import SolverState
 from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
 from ._validation import ValidationMonitor
 from .damping import DampingSchedule
@@ -156,7 +157,12 @@ def fit(
         checkpoint: file path; the run state is saved there atomically every
             ``checkpoint_every`` steps and at the end, and a run started with an existing
             checkpoint of the same configuration continues from it (same iterates as an
-            uninterrupted run). ``steps`` counts from the original start.
+            uninterrupted run). ``steps`` counts from the original start. A checkpoint of
+            another run (other settings, data X and y, model structure or initial parameters
+            θ₀; the data by a cheap hash of moments) is refused with an error naming what
+            differs. If the run is interrupted (Ctrl-C) or the model raises, the model keeps
+            the last accepted parameters and a final checkpoint is written before the
+            exception propagates; calling ``fit`` again with the same model resumes.
         checkpoint_every: steps between checkpoints.
         verbose: 0 silent, 1 a final line, 2 a SciPy-style line per step.
         process_group: data parallelism (:mod:`gaussnewton.distributed`): each rank passes its
@@ -247,17 +253,26 @@ def fit(
         print(TABLE_HEADER)
     ckpt = None
     if checkpoint is not None:
-        fingerprint = dict(n=n, p=p, outputs=problem.output_shape[1:], method=method, damping=damping,
+        fingerprint = dict(data=tensor_digest("X", xt, reducer) + "; " + tensor_digest("y", yt, reducer),
+                           model=model_digest(model, problem.layout.names, problem.layout.shapes),
+                           theta0=tensor_digest("θ₀", theta0, samples=False),
+                           n=n, p=p, outputs=problem.output_shape[1:], method=method, damping=damping,
                            lr=lr, loss=loss_fn, alpha=a, solver=solver, dtype=theta0.dtype, target_loss=target_loss,
                            weight_decay=weight_decay, weight_decay_ref=weight_decay_ref, regularization=regularization,
                            validation=None if validation is None else (patience, min_delta),
                            world=1 if not reducer.active else torch.distributed.get_world_size(reducer.group))
-        ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0)
+        # the model left at the saved θ (an interrupted run, same model passed again) resumes, except
+        # where θ₀ enters the objective (weight_decay_ref="init": the model no longer holds it)
+        ckpt = Checkpointer(checkpoint, checkpoint_every, fingerprint, writer=reducer.rank == 0,
+                            start=theta0 if weight_decay_ref == "zero" else None)
     bayes = _bayesian(regularization, loss_fn, rule, linsolver)
     stepper = Stepper(rule, linsolver, Stopping(max_steps=steps, target_cost=target_loss), callback=callback,
                       track_kernel=track_kernel, on_row=on_row, monitor=monitor, bayesian=bayes)
     try:
         state = stepper.solve(objective, theta0, start_name="model(X)", checkpointer=ckpt)
+    except BaseException:  # Ctrl-C, or the model raised: keep what was accepted, then re-raise
+        _keep_last_accepted(problem, stepper.state, ckpt)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -281,6 +296,22 @@ def fit(
                      data_loss=state.cost - penalty, penalty=penalty,
                      best_step=None if monitor is None else monitor.best_step,
                      val_loss=None if monitor is None else monitor.evaluate(state.theta)[0])
+
+
+def _keep_last_accepted(problem: NetworkProblem, state: SolverState | None, ckpt: Checkpointer | None) -> None:
+    """Write the last accepted θ into the model and (if configured) a final checkpoint.
+
+    Called while an exception (KeyboardInterrupt included) propagates out of the run, so it never
+    raises itself: a checkpoint that cannot be written leaves the previous one in place.
+    """
+    if state is None:  # the run had not started (θ₀ is still in the model)
+        return
+    problem.set_flat(state.theta)
+    if ckpt is not None:
+        try:
+            ckpt.save(state.to_dict())
+        except Exception:  # noqa: BLE001, S110 - the original exception is the one to report
+            pass
 
 
 def _bayesian(regularization: str | None, loss: Loss, rule: StepRule,
