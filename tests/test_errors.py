@@ -95,6 +95,14 @@ CASES = [
     (lambda: gn.fit(net(), X, Y, damping=-1.0), GaussNewtonError, r"`damping` must be a finite number >= 0; got damping = -1.0"),
     (lambda: gn.fit(net(), X, torch.ones(10, 2, dtype=torch.float64)), GaussNewtonError, r"`y` must match the model output shape \(10,\); got \(10, 2\)"),
     (lambda: gn.fit(net(), X, Y, loss="cross_entropy"), GaussNewtonError, r"`y` must hold integer class labels"),
+    (lambda: gn.fit(net(), X, torch.where(Y > 0, 1.0, -1.0), loss="logistic"), GaussNewtonError,
+     r"`y` for logistic must lie in \[0, 1\] \(0/1 class labels or probabilities\); got \d+ outside it, values -1 "
+     r"\(first at index \d+\)\. For ±1 labels pass \(y \+ 1\) / 2"),
+    (lambda: gn.fit(nn.Linear(3, 3).double(), X, torch.tensor([3, 0, 1, 2, -1, 0, 1, 2, 0, 1]), loss="cross_entropy"),
+     GaussNewtonError, r"`y` for cross_entropy must be integer class labels in \[0, 3\) \(k = 3 logits\); got 2 "
+     r"outside it, values -1, 3 \(first at index 0\)"),
+    (lambda: gn.fit(net(), X, (Y > 0).double(), loss="logistic", validation=(X, (Y > 0) + 2.0)), GaussNewtonError,
+     r"`validation y` for logistic must lie in \[0, 1\]"),
     # model and schedules
     (lambda: gn.MLP(0, 5), GaussNewtonError, r"`in_features` must be an integer >= 1; got in_features = 0"),
     (lambda: gn.MLP(3, 5, alpha=0.0), GaussNewtonError, r"`alpha` must be a finite number > 0; got alpha = 0.0"),

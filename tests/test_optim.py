@@ -277,12 +277,13 @@ def _bad_closures():
         (lambda: (theta, ones, "hinge"), err, r"`loss` must be one of .*got 'hinge'"),
         (lambda: (theta, ones, "cross_entropy"), err, r"`closure` for cross_entropy must return logits \(n, k\)"),
         (lambda: (theta[:, None], ones, "cross_entropy"), err, r"labels for cross_entropy must be .*\[0, 1\)"),
+        (lambda: (theta, -ones, "logistic"), err, r"`closure` labels for logistic must lie in \[0, 1\] .*values -1"),
         (lambda: theta * math.inf, NonFiniteError, r"loss returned by `closure` must be finite; got nan"),
         (None, err, r"`closure` must be callable"),
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(10))
 def test_bad_closure_messages(case):
     theta, cases = _bad_closures()
     closure, exc, pattern = cases[case]
@@ -350,3 +351,88 @@ def test_optimizer_and_fit_take_identical_iterates(method, damping, loss):
     assert res.steps == trials and len(accepted) == len(iterates) == 6
     for mine, theirs in zip(iterates, accepted, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-8, atol=1e-9)  # per-sample vs closure Jacobians
+
+
+@pytest.mark.parametrize("solver", ["normal", "cg"])
+def test_closure_raising_in_a_trial_restores_the_accepted_params(solver):
+    """A closure that dies on a trial evaluation (a data loader) leaves the parameters at the last accepted θ."""
+    x, y = data(30)
+    net = tiny_net()
+    opt = GaussNewton(net.parameters(), solver=solver)
+    opt.step(lambda: net(x).squeeze(1) - y)
+    before, calls = flat(net).clone(), []
+
+    def dies():
+        calls.append(1)
+        if len(calls) == 2:  # the first trial (call 1 builds the Jacobian's graph)
+            raise RuntimeError("data loader died")
+        return net(x).squeeze(1) - y
+
+    with pytest.raises(RuntimeError, match="data loader died"):
+        opt.step(dies)
+    assert torch.equal(flat(net), before)
+
+
+def test_lr_zero_is_a_no_op_and_bad_lr_is_refused_at_step():
+    x, y = data(30)
+    net = tiny_net()
+    opt = GaussNewton(net.parameters())
+    closure = lambda: net(x).squeeze(1) - y  # noqa: E731
+    opt.step(closure)
+    state = opt.state[next(net.parameters())]
+    before, damping_before = flat(net).clone(), dict(state["damping_state"])
+    opt.param_groups[0]["lr"] = 0.0  # a warm-up scheduler's first step
+    loss = opt.step(closure)
+    assert torch.equal(flat(net), before) and state["damping_state"] == damping_before
+    assert float(loss) == pytest.approx(float(0.5 * (closure().detach() ** 2).mean()), rel=1e-12)
+    opt.param_groups[0]["lr"] = 1.0  # and training goes on as before
+    assert float(opt.step(closure)) == pytest.approx(float(loss), rel=1e-12) and state["accepted"]
+    after = flat(net).clone()
+    for bad in (-0.1, math.nan, math.inf, "1"):
+        opt.param_groups[0]["lr"] = bad
+        with pytest.raises(GaussNewtonError, match=r"`lr` of param group 0 must be a finite number >= 0 .*got lr = "):
+            opt.step(closure)
+    assert torch.equal(flat(net), after)
+    good = GaussNewton(tiny_net().parameters()).state_dict()
+    good["param_groups"][0]["lr"] = -1.0
+    with pytest.raises(GaussNewtonError, match=r"`lr` of param group 0 must be a finite number >= 0 .*got lr = -1.0"):
+        GaussNewton(tiny_net().parameters()).load_state_dict(good)
+
+
+def _trained_state(net, x, y):
+    opt = GaussNewton(net.parameters())
+    opt.step(lambda: net(x).squeeze(1) - y)
+    return opt.state_dict()
+
+
+def test_load_state_dict_refuses_other_optimizers_models_and_dampings():
+    x, y = data(30)
+    net = tiny_net()
+    adam = torch.optim.Adam(net.parameters())
+    (net(x).squeeze(1) - y).pow(2).sum().backward()
+    adam.step()
+    cases = [
+        (adam.state_dict(),
+         r"`state_dict` is not a GaussNewton state: param group 0 has options \['amsgrad', .*Adam or SGD"),
+        (torch.optim.SGD(net.parameters(), lr=0.1).state_dict(), r"param group 0 has options .*'momentum'"),
+        ({"state": {0: {"step": 1, "exp_avg": torch.ones(2)}, 1: {"exp_avg": torch.ones(2)}},
+          "param_groups": [{"lr": 1.0, "params": [0, 1, 2, 3]}]}, r"per-parameter state \['exp_avg'\] for 1 more"),
+        ({"state": {0: {"step": 1, "exp_avg": torch.ones(2)}}, "param_groups": [{"lr": 1.0, "params": [0, 1, 2, 3]}]},
+         r"its state lacks \['version', 'cost'"),
+        (_trained_state(tiny_net(width=6), x, y),
+         r"saved for parameters of sizes \[18, 6, 6, 1\] \(p = 31\); this optimizer's have sizes "
+         r"\[15, 5, 5, 1\] \(p = 26\)"),
+        (_trained_state(nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1), nn.Linear(1, 1)).double(), x, y),
+         r"param group 0 has 6 parameters; this optimizer's has 4"),
+        ([1, 2], r"`state_dict` must be a dict from GaussNewton.state_dict\(\) with 'state' and 'param_groups'; "
+                 r"got list"),
+    ]
+    for state_dict, pattern in cases:
+        opt = GaussNewton(tiny_net().parameters())
+        with pytest.raises(GaussNewtonError, match=pattern):
+            opt.load_state_dict(state_dict)
+        assert not opt.state  # nothing was loaded
+    with pytest.raises(GaussNewtonError,
+                       match=r"damping state with \['nu', 'rho'\]; this optimizer's damping .* keeps none"):
+        GaussNewton(tiny_net().parameters(), damping=0.1).load_state_dict(_trained_state(tiny_net(), x, y))
+    GaussNewton(tiny_net().parameters()).load_state_dict(_trained_state(tiny_net(), x, y))  # the same layout loads

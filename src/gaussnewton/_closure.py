@@ -24,7 +24,7 @@ import torch
 from ._errors import GaussNewtonError
 from ._objective import Linearization, Objective
 from .distributed import Reducer
-from .losses import Curvature, Loss, Squared, get_loss
+from .losses import Curvature, Loss, Squared, check_labels, get_loss
 from .operators import DenseOperator, FunctionOperator
 
 __all__ = ["Closure", "closure_jacobian", "closure_operator"]
@@ -169,6 +169,7 @@ def _evaluate(closure: Closure, grad: bool) -> _Evaluation:
                     f"`closure` target must have the prediction's shape {tuple(u.shape)}; got {tuple(y.shape)}."
                 )
             y = y.reshape(u.shape)
+        check_labels("`closure` labels", loss, y)  # logistic: in [0, 1] (cross-entropy is checked above)
         y = y.detach()
     else:
         raise GaussNewtonError(

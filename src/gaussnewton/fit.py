@@ -35,7 +35,7 @@ from ._validation import ValidationMonitor
 from .damping import DampingSchedule
 from .distributed import Reducer, resolve_group
 from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
-from .losses import Loss, get_loss
+from .losses import Loss, check_labels, get_loss
 from .problems.network import NetworkProblem
 from .result import FitResult, History, IterationInfo, Termination
 from .steps import StepRule, make_step_rule
@@ -332,7 +332,9 @@ def _bayesian(regularization: str | None, loss: Loss, rule: StepRule,
 
 
 def _match_outputs(problem: NetworkProblem, yt: torch.Tensor, loss: Loss, name: str) -> torch.Tensor:
-    """Targets reshaped to the model's output shape (class labels stay (n,))."""
+    """Targets reshaped to the model's output shape (class labels stay (n,)), labels in range."""
+    k = problem.output_shape[1] if loss.multi_output and len(problem.output_shape) == 2 else None
+    check_labels(f"`{name}`", loss, yt, k)
     if loss.multi_output or tuple(yt.shape) == problem.output_shape:
         return yt
     if yt.numel() != problem.n_outputs:

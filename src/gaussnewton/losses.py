@@ -244,6 +244,38 @@ class Logistic(_Elementwise):
         return s * (1 - s)
 
 
+def check_labels(name: str, loss: Loss, y: torch.Tensor, k: int | None = None) -> None:
+    """Refuse labels outside a classification loss's domain (other losses: no check).
+
+    Logistic: y ∈ [0, 1] (0/1 labels or probabilities; outside it the loss is unbounded below
+    and a fit reports a negative loss). Cross-entropy: integers in [0, k) (torch would raise an
+    IndexError from deep inside).
+
+    Args:
+        name: how the message names the labels (``"`y`"``).
+        loss: the loss.
+        y: labels (n,) (logistic: any shape).
+        k: number of logits (cross-entropy).
+
+    Raises:
+        GaussNewtonError: labels outside the domain (the message shows the offending values).
+    """
+    if isinstance(loss, Logistic):
+        bad, want = (y < 0) | (y > 1), "lie in [0, 1] (0/1 class labels or probabilities)"
+        hint = " For ±1 labels pass (y + 1) / 2."
+    elif isinstance(loss, CrossEntropy) and k is not None:
+        bad, want, hint = (y < 0) | (y >= k), f"be integer class labels in [0, {k}) (k = {k} logits)", ""
+    else:
+        return
+    if not bool(bad.any()):
+        return
+    values = ", ".join(f"{float(v):g}" for v in torch.unique(y[bad])[:5])
+    first = int(bad.reshape(-1).nonzero()[0])
+    raise GaussNewtonError(f"{name} for {loss.name} must {want}; got {int(bad.sum())} outside it, values "
+                           f"{values}{', ...' if int(torch.unique(y[bad]).numel()) > 5 else ''} "
+                           f"(first at index {first}).{hint}")
+
+
 def _rho(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SciPy's robust loss ρ(z) and its first two derivatives in z = (f/C)²."""
     if name == "linear":

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from ._closure import Closure, _ClosureObjective, _evaluate, _write, closure_jacobian, closure_operator
 from ._errors import GaussNewtonError, NonFiniteError, check_nonneg, check_positive, check_positive_int
-from ._state import SolverState
+from ._state import STATE_VERSION, SolverState
 from ._stepper import Stepper
 from .damping import DampingSchedule, TrustRegionRule, get_damping
 from .distributed import Reducer, resolve_group
@@ -186,6 +186,21 @@ class GaussNewton(torch.optim.Optimizer):
                 self.param_groups.pop()
                 raise
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state of a :class:`GaussNewton` over the same parameters (validated first).
+
+        Args:
+            state_dict: what :meth:`state_dict` returned.
+
+        Raises:
+            GaussNewtonError: not a GaussNewton state (another optimizer's, e.g. Adam or SGD),
+                parameters of other sizes (another model), another damping's state, or an
+                invalid ``lr``.
+        """
+        _check_saved(state_dict, self.param_groups, [q.numel() for q, _ in self._trained()],
+                     self.config.damping)
+        super().load_state_dict(state_dict)
+
     def _check_layout(self) -> None:
         trained = self._trained()
         if not trained:
@@ -226,6 +241,7 @@ class GaussNewton(torch.optim.Optimizer):
         """
         if not callable(closure):
             raise GaussNewtonError(f"`closure` must be callable (GaussNewton re-evaluates the model); got {closure!r}.")
+        _check_lrs(self.param_groups)
         cfg, state = self.config, self.state[self._anchor]
         params = [q for q, _ in self._trained()]
         scale = torch.cat([torch.full((q.numel(),), lr, dtype=q.dtype, device=q.device) for q, lr in self._trained()])
@@ -238,6 +254,8 @@ class GaussNewton(torch.optim.Optimizer):
         theta = torch.cat([q.detach().reshape(-1) for q in params])
         obj = _ClosureObjective(closure, params, ev, n_total, red, cfg.memory_budget, theta, cfg.weight_decay)
         cost += obj.penalty(theta)
+        if not bool(scale.any()):  # lr = 0 (a warm-up's first step): no step, and the damping state untouched
+            return torch.tensor(cost, dtype=ev.u.dtype)
         rows = int(red.sum(torch.tensor(ev.u.numel())))
         solver = get_solver(cfg.solver, rows, scale.numel(), scale.element_size(), cfg.memory_budget)
         method = "lm" if isinstance(cfg.damping, TrustRegionRule) else "gn"
@@ -259,5 +277,73 @@ class GaussNewton(torch.optim.Optimizer):
         if saved["damping_state"] is not None:
             del saved["damping_state"]["type"]
         state.update(saved, step=int(state.get("step", 0)) + 1, rho=run.rho, accepted=run.accepted,
-                     trials=run.trials, loss=run.cost)
+                     trials=run.trials, loss=run.cost, sizes=[q.numel() for q in params])
         return torch.tensor(cost, dtype=ev.u.dtype)
+
+
+# ------------------------------------------------------------------ validation of lr and saved states
+
+_REQUIRED_STATE = ("version", "cost", "cost0", "damping_state", "diag_run", "nfev", "njev", "nit", "step")
+
+
+def _check_lrs(groups: list[dict[str, Any]]) -> None:
+    """Every group's ``lr`` must be a finite number >= 0 (it may be set after construction)."""
+    for i, group in enumerate(groups):
+        lr = group.get("lr")
+        number = isinstance(lr, (int, float)) and not isinstance(lr, bool) or \
+            isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.is_floating_point()
+        if not number or not math.isfinite(float(lr)) or float(lr) < 0:  # type: ignore[arg-type]
+            raise GaussNewtonError(
+                f"`lr` of param group {i} must be a finite number >= 0 (0: no step); got lr = {lr!r}. "
+                "It was set after construction (through `param_groups`, a scheduler or `load_state_dict`)."
+            )
+
+
+def _check_saved(saved: Any, groups: list[dict[str, Any]], sizes: list[int], damping: DampingSchedule) -> None:
+    """Refuse a ``state_dict`` that is not a GaussNewton state over parameters of these sizes."""
+    if not isinstance(saved, dict) or not {"state", "param_groups"} <= set(saved):
+        keys = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise GaussNewtonError(f"`state_dict` must be a dict from GaussNewton.state_dict() with 'state' and "
+                               f"'param_groups'; got {keys}.")
+    saved_groups = saved["param_groups"]
+    if len(saved_groups) != len(groups):
+        raise GaussNewtonError(f"`state_dict` has {len(saved_groups)} param groups; this optimizer has {len(groups)}.")
+    for i, (theirs, ours) in enumerate(zip(saved_groups, groups, strict=True)):
+        extra = sorted(set(theirs) - set(ours))
+        if extra:
+            raise GaussNewtonError(f"`state_dict` is not a GaussNewton state: param group {i} has options "
+                                   f"{extra} that GaussNewton does not take (the state of another optimizer, "
+                                   "e.g. Adam or SGD?).")
+        if len(theirs["params"]) != len(ours["params"]):
+            raise GaussNewtonError(f"`state_dict` param group {i} has {len(theirs['params'])} parameters; this "
+                                   f"optimizer's has {len(ours['params'])} (the state of another model?).")
+    _check_lrs(saved_groups)
+    anchor = saved_groups[0]["params"][0] if saved_groups and saved_groups[0]["params"] else None
+    state = saved["state"]
+    others = [k for k, v in state.items() if k != anchor and v]
+    if others:
+        raise GaussNewtonError(f"`state_dict` is not a GaussNewton state: it holds per-parameter state "
+                               f"{sorted(state[others[0]])} for {len(others)} more parameters (GaussNewton keeps "
+                               "one state, on the first parameter): the state of another optimizer, e.g. Adam?")
+    mine = state.get(anchor) or {}
+    if not mine:
+        return
+    missing = [k for k in _REQUIRED_STATE if k not in mine]
+    if missing:
+        raise GaussNewtonError(f"`state_dict` is not a GaussNewton state: its state lacks {missing}; got keys "
+                               f"{sorted(mine)} (the state of another optimizer?).")
+    if mine["version"] != STATE_VERSION:
+        raise GaussNewtonError(f"`state_dict` must have version {STATE_VERSION}; got {mine['version']!r} "
+                               "(written by another gaussnewton version): start afresh.")
+    diag = mine["diag_run"]
+    got = [int(s) for s in mine["sizes"]] if "sizes" in mine else None
+    if got is not None and got != sizes or isinstance(diag, torch.Tensor) and diag.numel() != sum(sizes):
+        shown = f"sizes {got} (p = {sum(got)})" if got is not None else f"p = {diag.numel()}"
+        raise GaussNewtonError(f"`state_dict` was saved for parameters of {shown}; this optimizer's have sizes "
+                               f"{sizes} (p = {sum(sizes)}). Load the state of an optimizer over the same model.")
+    ds = mine["damping_state"]
+    want = {f.name for f in fields(damping.state_type)} if damping.state_type is not None else set()
+    if ds is not None and set(ds) - {"type"} != want:
+        raise GaussNewtonError(f"`state_dict` holds a damping state with {sorted(set(ds) - {'type'})}; this "
+                               f"optimizer's damping {damping!r} keeps {sorted(want) or 'none'}. Load the state "
+                               "of an optimizer with the same damping.")
