@@ -195,6 +195,20 @@ def test_model_raising_mid_run_leaves_last_accepted_params_in_model():
     assert torch.equal(torch.cat([q.detach().reshape(-1) for q in net.parameters() if q.requires_grad]), ref.params)
 
 
+def test_lm_on_a_linear_model_converges_with_a_success_status():
+    """At the optimum no step lowers the cost and ρ explodes: STATIONARY (success), not DAMPING_MAX."""
+    X, y = data(n=40)
+    res = gn.fit(nn.Linear(3, 1).double(), X, y, method="lm", steps=200)
+    a = torch.cat([X, torch.ones(40, 1, dtype=torch.float64)], dim=1)
+    best = 0.5 * float(((a @ torch.linalg.lstsq(a, y).solution - y) ** 2).mean())
+    assert res.termination is gn.Termination.STATIONARY and res.success and res.steps < 200
+    assert res.loss == pytest.approx(best, rel=1e-12)
+    assert re.match(r"No step decreases the cost further: .* a minimum to working precision", res.message)
+    flipped = gn.least_squares(lambda t: a @ t - y, torch.zeros(4, dtype=torch.float64), method="lm",
+                               jac=lambda t: -a)  # a wrong Jacobian predicts a reduction: still a failure
+    assert flipped.status == gn.Termination.DAMPING_MAX.value and not flipped.success
+
+
 def test_same_seed_same_history():
     X, y = data()
     runs = [gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=5), X, y, method="lm", steps=10).history for _ in range(2)]

@@ -48,6 +48,7 @@ from .steps import StepRule, Trial
 
 __all__ = ["TABLE_HEADER", "Stepper", "Stopping", "check_termination", "print_row"]
 
+_FLAT_EPS = 1e3  # a predicted reduction below 1e3·eps·cost is lost in the rounding of the cost (n-term sums)
 _FTOL_RATIO = 0.25  # SciPy's trf: ftol counts only for steps the model predicted well
 
 Callback = Callable[[IterationInfo], bool | None]
@@ -98,6 +99,7 @@ class _Outcome:
     step_norm: float
     ratio: float
     accepted: bool = False
+    predicted: float = math.nan  # the GN model's predicted cost reduction (gain-ratio rules, ftol > 0)
 
 
 class Stepper:
@@ -203,8 +205,10 @@ class Stepper:
             lin = _with_rows(lin, self.bounds.curvature_term(state.theta, lin.grad))
         prepared, ctx, lam = self._prepare(obj, lin, state)
         state.damping_state, trial = self.rule.start(state.damping_state, ctx)
+        first_pred = math.nan  # predicted reduction of the least damped trial at this iterate
         while True:
             out = self._try(obj, lin, prepared, state, trial, max(0.995, 1 - gnorm))
+            first_pred = out.predicted if trial.retries == 0 else first_pred
             state.nfev, state.nit, state.trials = state.nfev + 1, state.nit + 1, state.trials + 1
             state.damping_state, out.accepted = self.rule.judge(state.damping_state, out.ratio, out.cost, state.cost)
             cost_before = state.cost
@@ -212,7 +216,7 @@ class Stepper:
                 state.theta, state.outputs, state.cost = state.theta + out.step, out.outputs, out.cost
             state.rho, state.accepted = trial.rho, out.accepted
             self._record(obj, state, gnorm, trial, out, lam)
-            term = self._verdict(state, out, cost_before, gnorm, trial, ctx)
+            term = self._verdict(state, out, cost_before, gnorm, trial, ctx, first_pred)
             if isinstance(term, Trial):
                 trial = term
             elif term is not None:
@@ -296,8 +300,9 @@ class Stepper:
         except torch.linalg.LinAlgError:
             step, u, cost = torch.zeros_like(state.theta), state.outputs, math.nan
         needs_ratio = self.rule.uses_gain_ratio or self.stopping.ftol > 0
-        ratio = gain_ratio(state.cost - cost, obj.predicted(lin, step)) if needs_ratio else math.nan
-        return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio)
+        pred = obj.predicted(lin, step) if needs_ratio else math.nan
+        ratio = gain_ratio(state.cost - cost, pred) if needs_ratio else math.nan
+        return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio, predicted=pred)
 
     def _record(self, obj: Objective, state: SolverState, gnorm: float, trial: Trial, out: _Outcome,
                 lam: torch.Tensor | None) -> None:
@@ -316,8 +321,13 @@ class Stepper:
             self.on_row(state.history)
 
     def _verdict(self, state: SolverState, out: _Outcome, cost_before: float, gnorm: float, trial: Trial,
-                 ctx: DampingContext) -> Termination | Trial | None:
-        """A reason to stop, the next trial at this iterate, or None (accepted, go on)."""
+                 ctx: DampingContext, first_pred: float = math.nan) -> Termination | Trial | None:
+        """A reason to stop, the next trial at this iterate, or None (accepted, go on).
+
+        A damping that explodes at an optimum is a convergence, not a failure: if even the least
+        damped trial at this iterate predicted a reduction below ftol·cost (FTOL, MINPACK's test on
+        a rejected step) or below working precision (STATIONARY), no step can reduce the cost.
+        """
         st = self.stopping
         x_norm = float(torch.linalg.vector_norm(state.theta))
         nxt: Termination | Trial | None = None
@@ -340,12 +350,25 @@ class Stepper:
             nxt = Termination.XTOL
         else:
             state.damping_state, nxt = self.rule.on_reject(state.damping_state, ctx, trial)
+            if nxt is Termination.DAMPING_MAX:
+                nxt = _flat_stop(first_pred, cost_before, st.ftol, state.theta.dtype) or nxt
         if not isinstance(nxt, Termination):
             if st.max_nfev is not None and state.nfev >= st.max_nfev:
                 return Termination.MAX_EVALS
             if st.max_steps is not None and state.nit >= st.max_steps and not out.accepted:
                 return Termination.STEPS_DONE
         return nxt
+
+
+def _flat_stop(first_pred: float, cost: float, ftol: float, dtype: torch.dtype) -> Termination | None:
+    """FTOL or STATIONARY if the least damped trial predicted (almost) no reduction, else None."""
+    if not math.isfinite(first_pred):
+        return None
+    if first_pred <= ftol * cost:
+        return Termination.FTOL
+    if first_pred <= _FLAT_EPS * torch.finfo(dtype).eps * cost:
+        return Termination.STATIONARY
+    return None
 
 
 def _with_rows(lin: Linearization, c: torch.Tensor) -> Linearization:

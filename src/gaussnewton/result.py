@@ -16,7 +16,7 @@ class Termination(enum.Enum):
     """Why a solver stopped. ``value`` is the status code (SciPy's codes where they exist).
 
     ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`. Codes 0–4
-    and −2 (the callback stopped the run) are SciPy's; 5–7 and −3, −4, −5 are this library's
+    and −2 (the callback stopped the run) are SciPy's; 5–8 and −3, −4, −5 are this library's
     own (SciPy has no such stops; −1, MINPACK's "improper input", is raised as an error here).
 
     Example:
@@ -33,6 +33,7 @@ class Termination(enum.Enum):
     STEPS_DONE = 5
     TARGET = 6
     EARLY_STOP = 7
+    STATIONARY = 8
     CALLBACK = -2
     DAMPING_MAX = -3
     NONFINITE = -4
@@ -64,6 +65,8 @@ _MESSAGES = {
     Termination.DAMPING_MAX: "The damping reached its maximum (or the damped system could not be "
     "solved): no step decreases the cost. The point is stationary to working precision, or "
     "the Jacobian is wrong (check a user-supplied `jac`).",
+    Termination.STATIONARY: "No step decreases the cost further: even the least damped step predicted a "
+    "reduction below working precision (≈ 1e3·eps·cost), so the point is a minimum to working precision.",
     Termination.CALLBACK: "Stopped because `callback` function raised `StopIteration` or returned `True`.",
     Termination.EARLY_STOP: "Stopped early: the validation loss did not improve for `patience` accepted "
     "steps; the parameters with the best validation loss were restored.",
