@@ -107,7 +107,9 @@ class GaussNewton(torch.optim.Optimizer):
             :data:`gaussnewton.damping.SCHEDULES` name, a number (constant ρ ≥ 0: plain damped
             GN, every finite step accepted), or a :class:`~gaussnewton.damping.DampingSchedule`.
             Trust-region rules adapt ρ across calls (and mini-batches).
-        lr: step size η multiplying δ (default 1: the full GN step); per group.
+        lr: step size η multiplying δ (default 1: the full GN step); per group. It may be
+            changed later (a scheduler): each ``step`` checks it is finite and ≥ 0, and
+            ``lr = 0`` in every group only evaluates the loss (no step, damping state untouched).
         solver: linear solver (see :func:`gaussnewton.linsolve.get_solver`); ``"auto"`` picks
             the p×p or N×N form, or matrix-free CG above ``memory_budget``.
         memory_budget: bytes for the dense Jacobian and Gram matrix.
@@ -236,7 +238,8 @@ class GaussNewton(torch.optim.Optimizer):
             torch.Tensor: the loss R at the parameters before the step (0-d, detached).
 
         Raises:
-            GaussNewtonError: a closure that returns something else, or no closure.
+            GaussNewtonError: a closure that returns something else, no closure, or a group's
+                ``lr`` that is negative or not finite.
             NonFiniteError: a non-finite loss or Jacobian at the current parameters.
         """
         if not callable(closure):
