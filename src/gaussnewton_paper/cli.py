@@ -5,24 +5,91 @@
 saves every run the moment it finishes (``DIR/runs/<key>.json`` + ``.csv``), then draws the
 figures (PNG + PDF), evaluates the theory check and the claims, and writes ``report.md``.
 ``--resume`` reuses the saved runs whose configuration matches (the key hashes it).
+
+Interrupts: Ctrl-C (SIGINT) or SIGTERM stops ``reproduce`` within about a second, also with
+``--jobs N``: the workers ignore SIGINT (a terminal sends it to the whole process group) and the
+parent terminates them, drops the pending runs and exits with 130 (SIGINT) or 143 (SIGTERM).
+The runs finished before the interrupt stay in ``DIR/runs`` (each file is written atomically),
+the interrupted ones leave nothing, and ``--resume`` continues from there. Workers also die with
+the parent if it is killed outright (Linux: ``PR_SET_PDEATHSIG``), so no process is left behind.
+
+Test hook: the environment variable ``GAUSSNEWTON_PAPER_RUN_DELAY_S`` (seconds, default 0) makes
+every run sleep that long before it starts, so that a test can interrupt a parallel reproduce
+while runs are still pending (``tests/test_reproduce_interrupt.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["Interrupted", "main"]
 
 EXPERIMENTS_ALL = ("fig1", "fig2", "fig3", "sweep", "curvature")
 EXPERIMENT_CHOICES = (*EXPERIMENTS_ALL, "all")
 DEFAULT_OUT = "results"
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+KILL_AFTER_S = 3.0  # a worker still alive this long after SIGTERM gets SIGKILL
+RUN_DELAY_ENV = "GAUSSNEWTON_PAPER_RUN_DELAY_S"  # test hook (module docstring)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, like KeyboardInterrupt: no ``except Exception`` swallows it).
+
+    Args:
+        signum: the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process stopped by a signal: 128 + its number (130, 143)."""
+        return 128 + self.signum
+
+
+@contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """Inside, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (handlers restored after).
+
+    After the first interrupt both signals are ignored until the block is left, so that a second
+    Ctrl-C cannot cut the clean-up (stopping the workers) short. Off the main thread (where
+    handlers cannot be installed) this does nothing.
+
+    Yields:
+        None
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in INTERRUPTS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in INTERRUPTS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +168,16 @@ def _cost(cfg: Any) -> float:
     return cfg.steps * (per_step + 2e3)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    """Worker set-up: the parent alone handles interrupts; die with the parent; torch threads."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM stops a worker at once
+    if sys.platform.startswith("linux"):
+        # the kernel kills this worker when the parent dies, even by SIGKILL (the pool's
+        # processes are started by the parent's main thread, which lives as long as the parent)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
     import torch
 
     torch.set_num_threads(threads)
@@ -114,12 +190,59 @@ def _execute_and_save(cfg_dict: dict[str, Any], out: str, device: str, env: dict
     from .runner import execute
 
     cfg = RunConfig(**cfg_dict)
+    time.sleep(float(os.environ.get(RUN_DELAY_ENV, "0")))  # test hook (module docstring)
     start = time.perf_counter()
     record = execute(cfg, device=device)
     record["config"] = cfg_dict
     record["environment"] = env
     io.save_run(Path(out), record)
     return cfg.key(), time.perf_counter() - start
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Drop the pending runs and end the workers now: SIGTERM, then SIGKILL after ``KILL_AFTER_S``."""
+    # The executor's own table of worker processes: Python < 3.14 has no public way to end
+    # running workers (3.14 adds terminate_workers()); shutdown() alone waits for them.
+    processes = list(pool._processes.values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + KILL_AFTER_S
+    for proc in processes:
+        proc.join(max(deadline - time.monotonic(), 0.0))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _run_parallel(pending: list[Any], out: Path, device: str, env: dict[str, Any], jobs: int, threads: int,
+                  bar: Any) -> None:
+    """Run ``pending`` on ``jobs`` worker processes; any interrupt (or error here) ends the workers at once.
+
+    A run that fails lets the others finish (their results are saved); the first failure is then
+    raised.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads, os.getpid()))
+    try:
+        futures = {pool.submit(_execute_and_save, asdict(cfg), str(out), device, env): cfg for cfg in pending}
+        failed: Future[tuple[str, float]] | None = None
+        for fut in as_completed(futures):
+            cfg = futures[fut]
+            if failed is None and fut.exception() is not None:
+                failed = fut
+            bar.set_postfix_str(f"{cfg.experiment}/{cfg.dataset}/{cfg.name}", refresh=False)
+            bar.update(1)
+        pool.shutdown(wait=True)
+        if failed is not None:
+            failed.result()
+    except BaseException:
+        _stop_workers(pool)
+        for tmp in (out / "runs").glob("*.tmp"):  # a worker ended while writing (its run is not saved)
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def _run_all(pending: list[Any], out: Path, device: str, env: dict[str, Any], jobs: int, threads: int) -> None:
@@ -133,16 +256,7 @@ def _run_all(pending: list[Any], out: Path, device: str, env: dict[str, Any], jo
                 _execute_and_save(asdict(cfg), str(out), device, env)
                 bar.update(1)
             return
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
-        ) as pool:
-            futures = {pool.submit(_execute_and_save, asdict(cfg), str(out), device, env): cfg for cfg in pending}
-            for fut in as_completed(futures):
-                cfg = futures[fut]
-                fut.result()
-                bar.set_postfix_str(f"{cfg.experiment}/{cfg.dataset}/{cfg.name}", refresh=False)
-                bar.update(1)
+        _run_parallel(pending, out, device, env, jobs, threads, bar)
     finally:
         bar.close()
 
@@ -183,7 +297,16 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         f"gaussnewton reproduce {' '.join(names)} ({mode}): {len(configs)} runs, {len(configs) - len(pending)} "
         f"resumed from {out / 'runs'}, {len(pending)} to run on {args.device} with {jobs} worker(s)"
     )
-    _run_all(pending, out, args.device, env, jobs, args.threads)
+    try:
+        _run_all(pending, out, args.device, env, jobs, args.threads)
+    except Interrupted as stop:
+        saved = sum(io.run_path(out, c.key()).exists() for c in configs)
+        print(
+            f"\ngaussnewton reproduce: stopped by {stop}; {saved} of {len(configs)} runs are saved in {out / 'runs'} "
+            "(rerun with --resume to continue from them).",
+            file=sys.stderr,
+        )
+        return stop.exit_code
     records = [io.load_json(io.run_path(out, c.key())) for c in configs]
     runs = Runs(records)
     claims = evaluate(runs)
@@ -227,10 +350,15 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments without the program name (default ``sys.argv[1:]``).
 
     Returns:
-        int: the exit status (0 on success, 2 on a usage error).
+        int: the exit status (0 on success, 2 on a usage error, 130/143 when stopped by SIGINT/SIGTERM).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.command == "list":
         return _list()
-    return _reproduce(args, argv)
+    try:
+        with _interrupts_raise():
+            return _reproduce(args, argv)
+    except Interrupted as stop:  # outside the runs (set-up, figures, report): nothing half-written to keep
+        print(f"\ngaussnewton reproduce: stopped by {stop}.", file=sys.stderr)
+        return stop.exit_code
