@@ -1,5 +1,7 @@
 """Data-parallel GN on torch.distributed (gloo): iterates match one process; faults stop cleanly."""
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -82,3 +84,36 @@ def test_dead_rank_stops_the_others_and_resume_finishes(tmp_path):
     proc = torchrun(2, out, "lm_kernel", ckpt)  # restart: resumes from the checkpoint
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert torch.allclose(torch.load(out), reference("lm_kernel"), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case,clause", [
+    ("mismatch_width", r"`p`: rank 0 = \d+, rank 1 = \d+"),
+    ("mismatch_solver", r"`solver`: rank 0 = 'kernel', rank 1 = 'normal'"),
+    ("mismatch_optim", r"`damping`: rank 0 = Nielsen\(.*\), rank 1 = Marquardt\("),
+    ("mismatch_lsq", r"`loss`: rank 0 = 'linear', rank 1 = 'soft_l1'"),
+])
+def test_ranks_that_disagree_fail_fast_on_every_rank(tmp_path, case, clause):
+    """A width or solver that differs on one rank fails every rank at the start (not a C++ abort, not a hang)."""
+    out = tmp_path / "params.pt"
+    proc = torchrun(2, out, case, timeout=120)
+    assert proc.returncode != 0
+    for rank in range(2):
+        err = tmp_path / f"params.pt.rank{rank}.err"
+        assert err.exists(), (rank, proc.stderr[-3000:])
+        report = json.loads(err.read_text())
+        assert report["seconds"] < 10, report  # the worker's group timeout (a hang) is 30 s
+        assert re.search(r"ranks of the process group were configured differently", report["message"]), report
+        assert re.search(clause, report["message"]), report
+
+
+def test_disagreement_names_each_differing_field_with_its_values_per_rank():
+    ranks = [{"p": "241", "dtype": "torch.float64", "solver": "'kernel'"},
+             {"p": "271", "dtype": "torch.float64", "solver": "'normal'"}]
+    assert gn.distributed.disagreement(ranks) == ("`p`: rank 0 = 241, rank 1 = 271; "
+                                                  "`solver`: rank 0 = 'kernel', rank 1 = 'normal'")
+    assert gn.distributed.disagreement([ranks[0], dict(ranks[0])]) is None
+    assert gn.distributed.disagreement([{"p": "1"}, {}]) == "`p`: rank 0 = 1, rank 1 = (missing)"
+    # memory addresses (object.__repr__) never make equal configurations differ
+    assert gn.distributed.describe(gn.linsolve.CGSolver(rtol=1e-9)) == gn.distributed.describe(
+        gn.linsolve.CGSolver(rtol=1e-9))
+    assert "0x" not in gn.distributed.describe(lambda x: x)

@@ -226,6 +226,11 @@ def fit(
     yt = _match_outputs(problem, yt, loss_fn, "y")
     a = check_positive("alpha", alpha if alpha is not None else float(getattr(model, "alpha", 1.0)))
     reducer = Reducer(resolve_group(process_group))
+    reducer.check_same(dict(p=problem.n_params, outputs=problem.output_shape[1:], dtype=problem.dtype,
+                            method=method, damping=damping, solver=solver, loss=loss_fn, lr=lr, steps=steps,
+                            dynamics=dynamics, alpha=a, memory_budget=memory_budget, target_loss=target_loss,
+                            weight_decay=weight_decay, weight_decay_ref=weight_decay_ref, regularization=regularization,
+                            validation=validation is not None, track_kernel=track_kernel), device=xt.device)
     n = int(reducer.sum(torch.tensor(xt.shape[0], device=xt.device)))  # samples over all shards
     n_rows = int(reducer.sum(torch.tensor(problem.n_outputs, device=xt.device)))  # outputs over all shards
     theta0 = reducer.broadcast(problem.get_flat())  # identical start on every rank

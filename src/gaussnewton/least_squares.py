@@ -226,6 +226,10 @@ def least_squares(
         raise GaussNewtonError("tr_solver='exact' is incompatible with `jac_sparsity`.")
 
     reducer = Reducer(resolve_group(process_group))
+    reducer.check_same(dict(p=p, dtype=x.dtype, method=method, loss=loss, f_scale=f_scale, damping=damping,
+                            solver=solver, tr_solver=tr_solver, jac=jac_kind, bounds=box is not None, ftol=ftol,
+                            xtol=xtol, gtol=gtol, max_nfev=max_nfev, memory_budget=memory_budget,
+                            weight_decay=weight_decay, weight_decay_ref=weight_decay_ref), device=x.device)
     if box is not None and reducer.active:
         raise GaussNewtonError("`bounds` are not supported with a process group (data-parallel residuals); "
                                "got bounds and an initialized torch.distributed group (pass process_group=None).")

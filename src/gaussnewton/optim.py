@@ -171,6 +171,11 @@ class GaussNewton(torch.optim.Optimizer):
         super().__init__(params, {"lr": check_positive("lr", lr)})
         self._built = True
         self._check_layout()
+        first = self._trained()[0][0]
+        self._reducer.check_same(dict(p=sum(q.numel() for q, _ in self._trained()), dtype=first.dtype,
+                                      lr=[group["lr"] for group in self.param_groups], damping=self.config.damping,
+                                      solver=solver, memory_budget=memory_budget, max_trials=max_trials,
+                                      weight_decay=weight_decay), device=first.device)
         if self._reducer.active:  # identical starting point on every rank
             with torch.no_grad():
                 for q, _ in self._trained():

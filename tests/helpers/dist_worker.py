@@ -2,10 +2,15 @@
 
 usage: dist_worker.py OUT CASE [CHECKPOINT] [DIE_AT_STEP]
 Each rank takes its shard of the same global data; rank 0 saves the final parameters to OUT.
+The ``mismatch_*`` cases configure rank 1 differently from rank 0; every rank that raises
+GaussNewtonError writes ``OUT.rank<r>.err`` (JSON: the message and the seconds the front door
+took to fail) and exits with status 3.
 """
 
+import json
 import os
 import sys
+import time
 from datetime import timedelta
 
 import torch
@@ -31,6 +36,22 @@ def run_optimizer(X, y, steps=6, damping="nielsen", loss=None):
     return torch.cat([q.detach().reshape(-1) for q in net.parameters()])
 
 
+def run_mismatch(case, rank, X, y):
+    """A front door whose configuration on rank 1 differs from rank 0's (the width, the solver …)."""
+    if case == "mismatch_width":
+        gn.fit(gn.MLP(8, width=30 + rank, alpha=2.0, seed=1), X, y, method="lm", steps=2, solver="kernel")
+    elif case == "mismatch_solver":
+        gn.fit(gn.MLP(8, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=2,
+               solver="kernel" if rank == 0 else "normal")
+    elif case == "mismatch_optim":
+        net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)).double()
+        gn.optim.GaussNewton(net.parameters(), damping="nielsen" if rank == 0 else "marquardt")
+    elif case == "mismatch_lsq":
+        t = torch.linspace(0, 3, 20, dtype=torch.float64) + rank
+        gn.least_squares(lambda x: x[0] * torch.exp(-x[1] * t) - 1.0, [1.0, 1.0],
+                         loss="linear" if rank == 0 else "soft_l1")
+
+
 def main() -> None:
     out, case = sys.argv[1], sys.argv[2]
     ckpt = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
@@ -39,6 +60,17 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     X, y = global_data()
     idx = torch.tensor_split(torch.arange(X.shape[0]), world)[rank]  # contiguous shards, unequal sizes
+    if case.startswith("mismatch_"):
+        start = time.perf_counter()
+        try:
+            run_mismatch(case, rank, X[idx], y[idx])
+        except gn.GaussNewtonError as err:
+            report = {"message": str(err), "seconds": time.perf_counter() - start}
+            with open(f"{out}.rank{rank}.err", "w") as fh:
+                json.dump(report, fh)
+            dist.barrier()  # both ranks got here: torchrun cannot stop one before it wrote its report
+            os._exit(3)
+        os._exit(0)  # the mismatch went unnoticed (the test fails on the missing report)
     if case == "optim":
         params = run_optimizer(X[idx], y[idx])
     elif case == "optim_curvature":  # ρ = κ·λ_min(K)·λ_min(Λ) of the global kernel, the same on every rank
