@@ -327,3 +327,20 @@ def test_halved_gn_steps_do_not_trigger_ftol():  # issue 15, item 7
     assert gn_res.status == Termination.MAX_EVALS.value and not gn_res.success
     lm = gn.least_squares(bvp, np.ones(100), ftol=1e-2, max_nfev=100)
     assert lm.success and lm.cost < 0.5  # SciPy's test_bvp bound
+
+
+def test_fun_raising_mid_run_hands_over_the_last_accepted_x():  # issue 14, item 3
+    calls = []
+
+    def dies(x):
+        calls.append(1)
+        if len(calls) > 15:  # finite differences call it too (2 per Jacobian)
+            raise RuntimeError("data source gone")
+        return decay(x)
+
+    with pytest.raises(RuntimeError, match="data source gone") as info:
+        gn.least_squares(dies, [1.0, 1.0])
+    x_last = info.value.x
+    assert isinstance(x_last, np.ndarray) and x_last.shape == (2,)
+    assert 0.5 * np.sum(decay(x_last) ** 2) < 0.5 * np.sum(decay(np.array([1.0, 1.0])) ** 2)
+    assert any("last accepted x" in note for note in info.value.__notes__)

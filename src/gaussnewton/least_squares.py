@@ -258,7 +258,17 @@ def least_squares(
         print(TABLE_HEADER)
     stepper = Stepper(rule, linsolver, stopping, callback=_wrap_callback(callback, numpy_mode),
                       on_row=print_row if verbose == 2 else None, bounds=box, diag=diag)
-    out = stepper.solve(objective, x, start_name="fun(x0)")
+    try:
+        out = stepper.solve(objective, x, start_name="fun(x0)")
+    except BaseException as exc:  # fun raised, or Ctrl-C: hand the last accepted x to the caller
+        state = stepper.state
+        if state is not None:
+            exc.x = _to_numpy(state.theta) if numpy_mode else state.theta.clone()  # type: ignore[attr-defined]
+            note = getattr(exc, "add_note", None)  # Python ≥ 3.11
+            if note is not None:
+                note(f"gaussnewton.least_squares: stopped after {state.nit} trial steps; the last accepted "
+                     f"x (cost {state.cost:.6g}) is this exception's `x` attribute.")
+        raise
     assert out.history is not None and out.outputs is not None and out.termination is not None
     hist = out.history.as_dict()
     njev = out.njev
