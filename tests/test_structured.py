@@ -134,7 +134,11 @@ def test_fit_iterates_equal_with_and_without_structure(width, monkeypatch):
     assert runs[0].history["lambda_min"] == pytest.approx(runs[1].history["lambda_min"], rel=1e-8)
 
 
-def test_coupled_model_jacobian_is_exact():
+@pytest.mark.parametrize("basis_entries", [2**24, 12])  # one block, and blocks of 2 covectors (no N×N identity)
+def test_coupled_model_jacobian_is_exact(basis_entries, monkeypatch):
+    from gaussnewton.problems import network
+
+    monkeypatch.setattr(network, "_BASIS_ENTRIES", basis_entries)
     x = torch.randn(6, 3, dtype=torch.float64)
     model = Coupled()
     prob = NetworkProblem(model, x)

@@ -21,6 +21,8 @@ from .structured import LayerFactor, StructuredJacobian, linear_layers
 
 __all__ = ["NetworkProblem", "ParamVector"]
 
+_BASIS_ENTRIES = 2**24  # at most this many entries of basis covectors at once (128 MiB in float64)
+
 
 class ParamVector:
     """Maps a list of named parameters to one flat vector and back.
@@ -259,10 +261,18 @@ class NetworkProblem(Problem):
             return self._autodiff_jacobian(theta, self.x)
         # samples interact (batch statistics): reverse mode over the whole batch, N VJPs
         vjp_fn = torch.func.vjp(lambda t: self.outputs(t).reshape(-1), theta)[1]
-        basis = torch.eye(self.n_outputs, dtype=self.dtype, device=self.device)
+        n_out = self.n_outputs
         itemsize = torch.finfo(self.dtype).bits // 8
-        chunk = chunk_size_for(self.n_outputs, 4 * self.n_params * itemsize, self.memory_budget)
-        return _vmap_halving(lambda e: vjp_fn(e)[0], basis, chunk)
+        chunk = chunk_size_for(n_out, 4 * self.n_params * itemsize, self.memory_budget)
+        # basis covectors built a block at a time (an N×N identity is 8 TB at N = 10⁶)
+        block = min(chunk or n_out, max(1, _BASIS_ENTRIES // n_out))
+        rows = []
+        for start in range(0, n_out, block):
+            c = min(block, n_out - start)
+            basis = torch.zeros(c, n_out, dtype=self.dtype, device=self.device)
+            basis[torch.arange(c, device=self.device), torch.arange(start, start + c, device=self.device)] = 1.0
+            rows.append(_vmap_halving(lambda e: vjp_fn(e)[0], basis, chunk))
+        return torch.cat(rows)
 
     def _autodiff_jacobian(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
