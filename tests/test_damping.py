@@ -60,11 +60,19 @@ def test_curvature_switching_switches_once():
     assert rho == pytest.approx(0.05)
 
 
+def test_nielsen_fast_endgame_shrinks_ten_times_after_well_predicted_steps():
+    s = Nielsen(tau=1e-3, fast_endgame=True)
+    state = s.init(ctx(diag_max=4.0))
+    for gain, factor in [(1.0, 0.1), (0.8, 0.1), (0.75, 1 - 0.5**3), (0.5, 1.0)]:
+        assert s.update(state, gain)[0].rho == pytest.approx(4e-3 * factor)
+    assert "fast_endgame=True" in repr(s)
+    with pytest.raises(gn.GaussNewtonError, match=r"`fast_endgame` must be True or False; got 1"):
+        Nielsen(fast_endgame=1)
+
+
 @pytest.mark.parametrize(
     "gain,expected_factor,accepted",
-    # above a gain ratio of 3/4 the fast endgame: ρ/10 instead of Nielsen's ρ/3
-    [(1.0, 0.1, True), (0.8, 0.1, True), (0.5, 1.0, True), (0.75, 1 - 0.5**3, True), (0.0, 2.0, False),
-     (-1.0, 2.0, False),
+    [(1.0, 1 / 3, True), (0.5, 1.0, True), (0.75, 1 - 0.5**3, True), (0.0, 2.0, False), (-1.0, 2.0, False),
      (float("-inf"), 2.0, False)],
 )
 def test_nielsen_update_table(gain, expected_factor, accepted):

@@ -25,7 +25,8 @@ The gain ratio. The GN model ``m_b(δ) = ½‖r_b + J_bδ‖²`` predicts the re
 the trial gives ``actual_b = cost_b(x_b) − cost_b(x_b + δ_b)``, and ``gain_ratio_b =
 actual_b / pred_b`` (−∞ for a non-finite trial cost or a failed factorization; ±∞ for
 ``pred_b ≤ 0`` as in :func:`gaussnewton._objective.gain_ratio`). Each problem then takes
-Nielsen's update (:class:`gaussnewton.damping.Nielsen` with ``scaling="diag"``, ρ₀ = τ):
+Nielsen's update (:class:`gaussnewton.damping.Nielsen` with ``scaling="diag", fast_endgame=True``,
+ρ₀ = τ, as :func:`gaussnewton.least_squares`):
 
 .. code-block:: text
 
