@@ -153,3 +153,24 @@ def test_interrupt_keeps_last_accepted_params_and_checkpoint_resumes(tmp_path):
     assert saved["nit"] == 3 and torch.equal(saved["theta"], ref3.params)
     resumed = gn.fit(net, X, y, method="lm", steps=8, checkpoint=path)  # the model now holds the saved θ
     assert torch.equal(resumed.params, ref8.params) and resumed.history["loss"] == ref8.history["loss"]
+
+
+class _Payload:
+    """Unpickling this calls ``Path.touch`` on the marker: code execution at load time."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):  # issue 16, item 4
+    path, marker = tmp_path / "run.ckpt", tmp_path / "executed"
+    torch.save({"format": 1, "payload": _Payload(str(marker))}, path)
+    X, y = gn.datasets.single_index(40, 3, seed=0)
+    with pytest.raises(gn.GaussNewtonError, match=r"`checkpoint` file .* could not be read"):
+        gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=2, checkpoint=path)
+    assert not marker.exists()  # torch.load(weights_only=True) never unpickled the payload
