@@ -174,3 +174,27 @@ def test_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):  # is
     with pytest.raises(gn.GaussNewtonError, match=r"`checkpoint` file .* could not be read"):
         gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=2, checkpoint=path)
     assert not marker.exists()  # torch.load(weights_only=True) never unpickled the payload
+
+
+def test_two_writers_on_one_path_do_not_collide(tmp_path):  # issue 14, item 10
+    """Each writer has its own temporary file; the path always holds one complete checkpoint."""
+    from gaussnewton._checkpoint import Checkpointer
+
+    path = tmp_path / "run.ckpt"
+    a, b = Checkpointer(path, every=1, fingerprint={"run": "a"}), Checkpointer(path, every=1, fingerprint={"run": "b"})
+    for k in range(3):
+        a.save({"nit": k, "theta": torch.zeros(2)})
+        b.save({"nit": k, "theta": torch.ones(2)})
+    saved = torch.load(path, weights_only=True)
+    assert saved["fingerprint"] == {"run": "b"} and saved["nit"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # no temporary file left
+
+
+def test_mixed_dtype_parameters_are_refused_in_fit():  # issue 14, item 5
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(3, 4).double(), nn.Tanh(), nn.Linear(4, 1))  # float64 then float32
+    X, y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
+    with pytest.raises(gn.GaussNewtonError, match=r"`model` parameters must share one dtype; got torch.float64: "
+                                                  r"0.weight, 0.bias; torch.float32: 2.weight, 2.bias\. Convert"):
+        gn.fit(model, X, y, steps=2)

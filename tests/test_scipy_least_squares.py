@@ -344,3 +344,16 @@ def test_fun_raising_mid_run_hands_over_the_last_accepted_x():  # issue 14, item
     assert isinstance(x_last, np.ndarray) and x_last.shape == (2,)
     assert 0.5 * np.sum(decay(x_last) ** 2) < 0.5 * np.sum(decay(np.array([1.0, 1.0])) ** 2)
     assert any("last accepted x" in note for note in info.value.__notes__)
+
+
+def test_residual_whose_length_changes_is_refused():  # issue 14, unclear errors
+    calls = []
+
+    def grows(x):
+        calls.append(1)
+        return torch.cat([x - 1.0, x[:1]]) if len(calls) > 1 else x - 1.0
+
+    with pytest.raises(ValueError, match=r"`fun` must return 2 residuals at every x \(as at x0\); got shape \(3,\)"):
+        gn.least_squares(grows, torch.tensor([3.0, 4.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"`fun` must return 2 residuals at every x; got shape \(3,\)"):
+        gn.least_squares(lambda x: np.r_[x, x[:1]] if x[0] < 2.9 else x, [3.0, 4.0])

@@ -78,6 +78,10 @@ class FunctionProblem(Problem):
                 plain = False
         # a copy: a residual that writes into its argument must not move the iterate (issue 16, item 5)
         r = self._coerce(self.fun(theta.clone() if plain else theta))
+        n = getattr(self, "n_outputs", None)
+        if n is not None and r.numel() != n:
+            raise GaussNewtonError(f"`fun` must return {n} residuals at every x (as at x0); got shape "
+                                   f"{tuple(r.shape)}.")
         if plain:
             self._last = (theta.detach().clone(), r.detach())
         return r

@@ -24,6 +24,26 @@ __all__ = ["NetworkProblem", "ParamVector"]
 _BASIS_ENTRIES = 2**24  # at most this many entries of basis covectors at once (128 MiB in float64)
 
 
+def check_one_dtype(named: list[tuple[str, torch.Tensor]], what: str = "`model`") -> None:
+    """Refuse parameters of several dtypes or devices: one flat θ has one (issue 14, item 5).
+
+    Args:
+        named: (name, tensor) pairs of the trained parameters.
+        what: the argument named in the message.
+
+    Raises:
+        GaussNewtonError: when the parameters do not share one dtype and one device.
+    """
+    for attr in ("dtype", "device"):
+        groups: dict[str, list[str]] = {}
+        for n, t in named:
+            groups.setdefault(str(getattr(t, attr)), []).append(n)
+        if len(groups) > 1:
+            listing = "; ".join(f"{k}: {', '.join(v[:3])}{' …' if len(v) > 3 else ''}" for k, v in groups.items())
+            fix = "model.to(torch.float64)" if attr == "dtype" else "model.to(device)"
+            raise GaussNewtonError(f"{what} parameters must share one {attr}; got {listing}. Convert them with {fix}.")
+
+
 class ParamVector:
     """Maps a list of named parameters to one flat vector and back.
 
@@ -109,6 +129,7 @@ class NetworkProblem(Problem):
             raise GaussNewtonError(
                 "`model` has no trainable parameters (none with requires_grad=True)."
             )
+        check_one_dtype(named)
         self.layout = ParamVector(named)
         self._trained = {n for n, _ in named}
         self.fixed = {n: p.detach() for n, p in named_all if n not in self._trained}
