@@ -35,13 +35,16 @@ of the trust region take their place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-__all__ = ["BoxConstraints", "parse_bounds"]
+from ._objective import Linearization
+from .operators import DenseOperator, FunctionOperator, LinearOperator
+
+__all__ = ["BoxConstraints", "CLTerms", "parse_bounds", "with_curvature_rows"]
 
 
 def parse_bounds(bounds: Any, p: int, dtype: torch.dtype, device: torch.device) -> BoxConstraints | None:
@@ -95,6 +98,42 @@ def parse_bounds(bounds: Any, p: int, dtype: torch.dtype, device: torch.device) 
                           torch.as_tensor(ub, dtype=dtype, device=device))
 
 
+class CLTerms(NamedTuple):
+    """Coleman–Li quantities at one iterate.
+
+    Attributes:
+        v: (p,) distances to the bounds the gradient points at (1 where none).
+        c: (p,) the curvature term |g|/v on those components, 0 elsewhere.
+        optimality: ‖v·g‖∞.
+    """
+
+    v: torch.Tensor
+    c: torch.Tensor
+    optimality: float
+
+
+def with_curvature_rows(lin: Linearization, c: torch.Tensor) -> Linearization:
+    """The linearization with rows √c_i·e_iᵀ appended to A (and zeros to h) where c_i > 0.
+
+    ½‖As + h‖² then gains ½·sᵀdiag(c)s, Coleman–Li's curvature term; the gradient and the
+    unweighted J are unchanged.
+    """
+    idx = (c > 0).nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return lin
+    k, (n, p) = int(idx.numel()), lin.a.shape
+    rows = torch.zeros(k, p, dtype=lin.h.dtype, device=lin.h.device)
+    rows[torch.arange(k, device=idx.device), idx] = c[idx].sqrt().to(rows.dtype)
+    a = lin.a
+    if isinstance(a, DenseOperator):
+        aug: LinearOperator = DenseOperator(torch.cat([a.to_dense(), rows]))
+    else:
+        aug = FunctionOperator((n + k, p), lambda v: torch.cat([a.mv(v), rows @ v]),
+                               lambda u: a.rmv(u[:n]) + rows.T @ u[n:],
+                               lambda: torch.cat([a.to_dense(), rows]), a.dtype, a.device)
+    return replace(lin, a=aug, h=torch.cat([lin.h, torch.zeros(k, dtype=lin.h.dtype, device=lin.h.device)]))
+
+
 @dataclass(frozen=True)
 class BoxConstraints:
     """``lb ≤ x ≤ ub`` (entries may be ±inf).
@@ -125,24 +164,19 @@ class BoxConstraints:
         mid = 0.5 * (self.lb + self.ub)
         return torch.where((x <= self.lb) | (x >= self.ub), mid, x)
 
-    def scaling(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """The Coleman–Li vector v(x, g) (module docstring)."""
-        v = torch.ones_like(x)
+    def local(self, x: torch.Tensor, grad: torch.Tensor) -> CLTerms:
+        """Coleman–Li's v, C = diag(|g|/v) and ‖v·g‖∞ at (x, g), computed once per iterate."""
         up = (grad < 0) & torch.isfinite(self.ub)
         low = (grad > 0) & torch.isfinite(self.lb)
-        v = torch.where(up, self.ub - x, v)
-        v = torch.where(low, x - self.lb, v)
-        return v.clamp_min(torch.finfo(v.dtype).tiny)  # x is strictly inside; guard a rounding to 0
-
-    def curvature_term(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """Coleman–Li's diagonal C = |g|/v on the components whose v is a distance to a bound, else 0."""
-        v = self.scaling(x, grad)
-        bounded = ((grad < 0) & torch.isfinite(self.ub)) | ((grad > 0) & torch.isfinite(self.lb))
-        return torch.where(bounded, grad.abs() / v, torch.zeros_like(v))
+        v = torch.where(up, self.ub - x, torch.ones_like(x))
+        v = torch.where(low, x - self.lb, v).clamp_min(torch.finfo(x.dtype).tiny)  # guard a rounding to 0
+        c = torch.where(up | low, grad.abs() / v, torch.zeros_like(v))
+        optimality = float((v * grad).abs().max()) if grad.numel() else 0.0
+        return CLTerms(v, c, optimality)
 
     def optimality(self, x: torch.Tensor, grad: torch.Tensor) -> float:
         """‖v·g‖∞, SciPy's first-order optimality with bounds."""
-        return float((self.scaling(x, grad) * grad).abs().max()) if grad.numel() else 0.0
+        return self.local(x, grad).optimality
 
     def cut_back(self, x: torch.Tensor, step: torch.Tensor, theta: float) -> torch.Tensor:
         """The step with each entry cut so that x + step moves at most θ of the way to a bound."""

@@ -30,19 +30,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from ._bayes import BayesianRegularization
-from ._bounds import BoxConstraints
+from ._bounds import BoxConstraints, CLTerms, with_curvature_rows
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
 from ._objective import Linearization, Objective, gain_ratio
 from ._state import SolverState
 from .damping import DampingContext
 from .linsolve import LinearSolver, Prepared
-from .operators import DenseOperator, FunctionOperator, LinearOperator, diag_max_estimate, gram_spectrum
+from .operators import diag_max_estimate, gram_spectrum
 from .result import History, IterationInfo, Termination
 from .steps import StepRule, Trial
 
@@ -194,16 +194,15 @@ class Stepper:
         if not (lin.a.finite() and bool(torch.isfinite(lin.grad).all())):
             state.termination = Termination.NONFINITE
             return state
-        if self.bounds is not None:
-            gnorm = self.bounds.optimality(state.theta, lin.grad)
+        box = self.bounds.local(state.theta, lin.grad) if self.bounds is not None else None
+        if box is not None:
+            gnorm = box.optimality
         else:
             gnorm = float(lin.grad.abs().max()) if lin.grad.numel() else 0.0
         if gnorm < self.stopping.gtol or state.cost == 0.0:
             state.termination = Termination.GTOL
             return state
-        if self.bounds is not None:
-            lin = _with_rows(lin, self.bounds.curvature_term(state.theta, lin.grad))
-        prepared, ctx, lam = self._prepare(obj, lin, state)
+        prepared, ctx, lam, lin = self._prepare(obj, lin, state, box)
         state.damping_state, trial = self.rule.start(state.damping_state, ctx)
         first_pred = math.nan  # predicted reduction of the least damped trial at this iterate
         while True:
@@ -227,9 +226,13 @@ class Stepper:
             if self.max_trials is not None and state.trials >= self.max_trials:
                 return state
 
-    def _prepare(self, obj: Objective, lin: Linearization,
-                 state: SolverState) -> tuple[Prepared | None, DampingContext, torch.Tensor | None]:
-        """D, the prepared solver, the damping context and (``track_kernel``) the spectrum."""
+    def _prepare(self, obj: Objective, lin: Linearization, state: SolverState, box: CLTerms | None = None,
+                 ) -> tuple[Prepared | None, DampingContext, torch.Tensor | None, Linearization]:
+        """D, the prepared solver, the damping context, the spectrum and the trials' linearization.
+
+        The spectrum only with ``track_kernel``; with bounds the linearization has Coleman–Li's
+        curvature rows appended to A.
+        """
         colsq = lin.a.column_sq_norms()
         diag = None
         if self.diag is not None:
@@ -237,16 +240,16 @@ class Stepper:
         elif self.rule.scaling == "diag":
             # MINPACK's D from the columns of J itself, not of A = BJ: a loss whose curvature nearly
             # vanishes (a robust loss on outliers) must not shrink the trust region's scale with it
-            jsq = colsq if lin.jac is None else lin.jac.column_sq_norms()
+            jsq = colsq if lin.jac is None or lin.curvature.is_identity else lin.jac.column_sq_norms()
             jsq = colsq if jsq is None else jsq
             assert jsq is not None
             run = jsq if state.diag_run is None or state.diag_run.shape != jsq.shape else \
                 torch.maximum(state.diag_run, jsq)
             state.diag_run = run
             diag = run.clamp_min(torch.finfo(run.dtype).eps * max(float(run.max()), 1.0))
-        if self.bounds is not None:  # Coleman–Li: D/v, v the distance to the bound the gradient points at
-            v = self.bounds.scaling(state.theta, lin.grad)
-            diag = (torch.ones_like(v) if diag is None else diag) / v
+        if box is not None:  # Coleman–Li: D/v, v the distance to the bound the gradient points at
+            diag = (torch.ones_like(box.v) if diag is None else diag) / box.v
+            lin = with_curvature_rows(lin, box.c)
         prepared = None
         if self.rule.uses_solver:
             assert self.solver is not None
@@ -259,7 +262,7 @@ class Stepper:
         if self.track_kernel:
             lam = (self.solver.spectrum(prepared) if prepared is not None and self.solver is not None
                    else gram_spectrum(lin.jac if lin.jac is not None else lin.a)) / obj.unit
-        return prepared, self._context(obj, lin, prepared, colsq, state), lam
+        return prepared, self._context(obj, lin, prepared, colsq, state), lam, lin
 
     def _context(self, obj: Objective, lin: Linearization, prepared: Prepared | None,
                  colsq: torch.Tensor | None, state: SolverState) -> DampingContext:
@@ -369,28 +372,6 @@ def _flat_stop(first_pred: float, cost: float, ftol: float, dtype: torch.dtype) 
     if first_pred <= _FLAT_EPS * torch.finfo(dtype).eps * cost:
         return Termination.STATIONARY
     return None
-
-
-def _with_rows(lin: Linearization, c: torch.Tensor) -> Linearization:
-    """The linearization with rows √c_i·e_iᵀ appended to A (and zeros to h) where c_i > 0.
-
-    ½‖As + h‖² then gains ½·sᵀdiag(c)s: Coleman–Li's curvature term (:mod:`gaussnewton._bounds`).
-    The gradient and the unweighted J are unchanged.
-    """
-    idx = (c > 0).nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return lin
-    k, (n, p) = int(idx.numel()), lin.a.shape
-    rows = torch.zeros(k, p, dtype=lin.h.dtype, device=lin.h.device)
-    rows[torch.arange(k, device=idx.device), idx] = c[idx].sqrt().to(rows.dtype)
-    a = lin.a
-    if isinstance(a, DenseOperator):
-        aug: LinearOperator = DenseOperator(torch.cat([a.to_dense(), rows]))
-    else:
-        aug = FunctionOperator((n + k, p), lambda v: torch.cat([a.mv(v), rows @ v]),
-                               lambda u: a.rmv(u[:n]) + rows.T @ u[n:],
-                               lambda: torch.cat([a.to_dense(), rows]), a.dtype, a.device)
-    return replace(lin, a=aug, h=torch.cat([lin.h, torch.zeros(k, dtype=lin.h.dtype, device=lin.h.device)]))
 
 
 TABLE_HEADER = (f"{'Iteration':>10} {'nfev':>6} {'Cost':>14} {'Cost reduction':>15} {'Step norm':>11} "

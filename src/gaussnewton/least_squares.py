@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ._bounds import BoxConstraints, parse_bounds
-from ._errors import GaussNewtonError, check_choice, check_finite_tensor, check_nonneg
+from ._errors import GaussNewtonError, check_choice, check_finite_tensor, check_nonneg, check_positive
 from ._objective import Objective
 from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
 from .damping import DampingSchedule, Nielsen
@@ -210,10 +210,10 @@ def least_squares(
         x = box.strictly_feasible(x)
     ftol, xtol, gtol = _tolerances(ftol, xtol, gtol, x.dtype)
 
-    f_bound = _Bound(fun, args, kwargs)
+    f_bound = _Bound(fun, args, kwargs) if args or kwargs else fun  # unwrapped: a rowwise() residual stays one
     jac_bound = _Bound(jac, args, kwargs) if callable(jac) else jac
     problem, numpy_mode = _problem(f_bound, jac_bound, x, kind, diff_step, box, jac_sparsity, workers,
-                                   method, tr_solver, memory_budget)
+                                   method, memory_budget)
     jac_kind = problem.jac_kind if isinstance(problem, NumpyFunctionProblem) else "dense"
     is_op = jac_kind == "operator"
     if jac_kind != "dense" and method == "lm":
@@ -250,8 +250,7 @@ def least_squares(
     weight_decay = check_nonneg("weight_decay", weight_decay)
     ref = check_choice("weight_decay_ref", weight_decay_ref, ("zero", "init"))
     loss_fn = Squared() if loss == "linear" else RobustLoss(loss, f_scale)
-    if loss == "linear":
-        RobustLoss("linear", f_scale)  # validates f_scale as SciPy does
+    check_positive("f_scale", f_scale)  # validated for every loss, as SciPy does
     objective = Objective(problem, loss_fn, torch.zeros((), dtype=x.dtype, device=x.device), 1.0, 1.0, reducer,
                           weight_decay, x.clone() if ref == "init" else None)
     if verbose == 2:
@@ -400,7 +399,7 @@ def _tolerances(ftol: float | None, xtol: float | None, gtol: float | None,
 
 
 def _problem(fun: Callable[[Any], Any], jac: Any, x: torch.Tensor, kind: str, diff_step: Any,
-             box: BoxConstraints | None, jac_sparsity: Any, workers: Any, method: str, tr_solver: str | None,
+             box: BoxConstraints | None, jac_sparsity: Any, workers: Any, method: str,
              memory_budget: float) -> tuple[FunctionProblem | NumpyFunctionProblem, bool]:
     """The problem for ``fun``: autodiff for a torch function, SciPy's machinery for a NumPy one.
 
@@ -432,16 +431,9 @@ def _problem(fun: Callable[[Any], Any], jac: Any, x: torch.Tensor, kind: str, di
             raise GaussNewtonError("method='lm' does not support `jac_sparsity`.")
         if callable(jac) or (jac is None and torch_fun):
             jac_sparsity = None  # SciPy ignores it with an analytic Jacobian
-    if torch_fun and not fd:
-        dtype = x.dtype
-
-        def f_t(z: torch.Tensor) -> torch.Tensor:
-            r = fun(z)
-            return r.to(dtype) if isinstance(r, torch.Tensor) and r.is_floating_point() and r.dtype != dtype else r
-
-        r0t = r0.detach().to(x.device)
-        r0t = r0t.to(dtype) if r0t.is_floating_point() else r0t
-        return FunctionProblem(_autodiff_guard(f_t), x, jac=jac, memory_budget=memory_budget, r0=r0t), kind == "ndarray"
+    if torch_fun and not fd:  # FunctionProblem casts the residuals to x's dtype and explains autodiff failures
+        problem = FunctionProblem(fun, x, jac=jac, memory_budget=memory_budget, r0=r0.detach().to(x.device))
+        return problem, kind == "ndarray"
     f_np: Callable[[Any], Any]
     if torch_fun:  # finite differences asked for a torch function: call it on tensors
         def f_np(z: Any) -> Any:
@@ -450,11 +442,7 @@ def _problem(fun: Callable[[Any], Any], jac: Any, x: torch.Tensor, kind: str, di
     else:
         f_np = fun
         numpy_mode = kind != "tensor"
-        if kind == "tensor" and x.dtype != torch.float64:
-            numpy_mode = False
     r0_np = as_residual_array(r0, keep_dtype=True)
-    if method == "lm" and r0_np.shape[0] < x.shape[0]:
-        pass  # MINPACK's m ≥ n limit is lifted: the kernel form solves N < p
     jac_arg = jac if jac is not None else "2-point"
     return NumpyFunctionProblem(f_np, x, jac=jac_arg, diff_step=diff_step, bounds=bounds_np,
                                 jac_sparsity=_sparsity(jac_sparsity, r0_np.shape[0], x.shape[0]),
@@ -474,26 +462,6 @@ def _sparsity(jac_sparsity: Any, n: int, p: int) -> Any:
 
     mat = csr_matrix(mat)
     return mat, group_columns(mat)
-
-
-def _autodiff_guard(f: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
-    """``f``, with autodiff failures explained (what went wrong, what to pass instead)."""
-
-    def guarded(z: torch.Tensor) -> Any:
-        try:
-            return f(z)
-        except (RuntimeError, TypeError) as exc:
-            msg = str(exc)
-            if any(k in msg for k in ("data pointer", "numpy", "Numpy", "functorch", "vmap", "item()",
-                                      "requires_grad", "in-place")):
-                raise GaussNewtonError(
-                    "Automatic differentiation of `fun` failed: it leaves torch (NumPy calls, .item(), "
-                    f".numpy() or in-place updates of captured tensors): {msg.splitlines()[0]}. Pass "
-                    "jac='2-point' (finite differences) or a callable `jac`, or write `fun` with torch operations."
-                ) from exc
-            raise
-
-    return guarded
 
 
 def _x_scale(x_scale: Any, x: torch.Tensor, is_op: bool) -> tuple[torch.Tensor | None, str]:

@@ -77,7 +77,16 @@ class FunctionProblem(Problem):
             except RuntimeError:  # a tracing tensor (make_fx, torch.func.linearize) has no values
                 plain = False
         # a copy: a residual that writes into its argument must not move the iterate (issue 16, item 5)
-        r = self._coerce(self.fun(theta.clone() if plain else theta))
+        if plain:
+            r = self._coerce(self.fun(theta.clone()))
+        else:  # under a torch.func transform: say why autodiff failed and what to pass instead
+            try:
+                r = self._coerce(self.fun(theta))
+            except (RuntimeError, TypeError) as exc:
+                explained = _explained(exc)
+                if explained is exc:
+                    raise
+                raise explained from exc
         n = getattr(self, "n_outputs", None)
         if n is not None and r.numel() != n:
             raise GaussNewtonError(f"`fun` must return {n} residuals at every x (as at x0); got shape "
@@ -119,6 +128,20 @@ class FunctionProblem(Problem):
         if getattr(self, "_lanes", None) is None:  # planned at the first Jacobian, then kept
             self._lanes = BlackBoxJacobian(self.outputs, n, p, self.memory_budget)
         return self._lanes(theta)
+
+
+_ESCAPES = ("data pointer", "numpy", "Numpy", "functorch", "vmap", "item()", "requires_grad", "in-place")
+
+
+def _explained(exc: Exception) -> Exception:
+    """A GaussNewtonError for an autodiff failure that leaves torch; other errors unchanged."""
+    msg = str(exc)
+    if not any(k in msg for k in _ESCAPES):
+        return exc
+    return GaussNewtonError(
+        "Automatic differentiation of `fun` failed: it leaves torch (NumPy calls, .item(), .numpy() or "
+        f"in-place updates of captured tensors): {msg.splitlines()[0]}. Pass jac='2-point' (finite "
+        "differences) or a callable `jac`, or write `fun` with torch operations.")
 
 
 def _is_wrapped(t: torch.Tensor) -> bool:
