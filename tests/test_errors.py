@@ -89,7 +89,7 @@ CASES = [
     (lambda: gn.fit(net(), X, Y, lr=0), GaussNewtonError, r"`lr` must be a finite number > 0; got lr = 0"),
     (lambda: gn.fit(net(), X, Y, steps=0), GaussNewtonError, r"`steps` must be an integer >= 1; got steps = 0"),
     (lambda: gn.fit(net(), X, Y, loss="l1"), GaussNewtonError, r"`loss` must be one of .*got 'l1'"),
-    (lambda: gn.fit(net(), X, Y, dynamics="rk4"), GaussNewtonError, r"`dynamics` must be one of 'discrete', 'euler'; got 'rk4'"),
+    (lambda: gn.fit(net(), X, Y, dynamics="rk4"), GaussNewtonError, r"`dynamics` must be one of 'discrete', 'euler'(, 'flow')?; got 'rk4'"),
     (lambda: gn.fit(net(), X, Y, method="lm", damping=gn.damping.Adaptive()), GaussNewtonError, r"must be a trust-region rule"),
     (lambda: gn.fit(net(), X, Y, damping="nielsen"), GaussNewtonError, r"is a trust-region rule; use method='lm'"),
     (lambda: gn.fit(net(), X, Y, damping=-1.0), GaussNewtonError, r"`damping` must be a finite number >= 0; got damping = -1.0"),

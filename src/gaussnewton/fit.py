@@ -125,6 +125,8 @@ def fit(
     patience: int | None = None,
     min_delta: float = 0.0,
     regularization: str | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
 ) -> FitResult:
     """Train ``model`` on full-batch data (X, y) by GN, LM or gradient descent.
 
@@ -142,7 +144,9 @@ def fit(
         loss: ``"squared"``, ``"pseudo_huber"``, ``"log_cosh"``, ``"logistic"``,
             ``"cross_entropy"`` or a Loss; non-squared losses use the generalized GN matrix
             JᵀΛJ.
-        dynamics: ``"discrete"`` or ``"euler"`` (records continuous time ``t``).
+        dynamics: ``"discrete"``, ``"euler"`` (records continuous time ``t``) or ``"flow"``: the
+            continuous GN/LM (``"gn"``) or gradient (``"gd"``) flow integrated with error control
+            and reported at ``t_k = k·lr`` up to ``steps·lr`` (:mod:`gaussnewton.flow`).
         callback: called after each step with an IterationInfo; return True to stop.
         track_kernel: record λ_min, λ_max of K_t (of G_t = J_FᵀJ_F/n if p < n) every step.
         alpha: output scale α for the paper's units (default ``model.alpha`` or 1).
@@ -190,6 +194,8 @@ def fit(
             ``α = γ/(2‖θ − θ_ref‖²)``, ``β = (N − γ)/(2Σr²)``, ``c = α/β``
             (:mod:`gaussnewton._bayes`); history records ``gamma``, ``bayes_alpha``,
             ``bayes_beta``. Squared loss, exact solvers (not ``"cg"``), D = I.
+        rtol: relative error tolerance of the ODE solver for ``dynamics="flow"`` (> 0).
+        atol: absolute error tolerance on θ of the ODE solver for ``dynamics="flow"`` (> 0).
 
     Returns:
         FitResult: final parameters, loss, status and per-step history.
@@ -207,7 +213,7 @@ def fit(
         True
     """
     method = check_choice("method", method, ("gn", "lm", "gd"))
-    dynamics = check_choice("dynamics", dynamics, ("discrete", "euler"))
+    dynamics = check_choice("dynamics", dynamics, ("discrete", "euler", "flow"))
     lr = check_positive("lr", lr)
     steps = check_positive_int("steps", steps)
     if verbose not in (0, 1, 2):
@@ -246,6 +252,11 @@ def fit(
     default = {"gn": "none" if p < n_rows else "adaptive", "lm": "nielsen"}.get(method)
     rule = make_step_rule(method, damping, default=default, lr=lr)  # gd: θ − η·∇R/α² (steps.py)
     linsolver = get_solver(solver, n_rows, p, theta0.element_size(), memory_budget) if rule.uses_solver else None
+    if dynamics == "flow":  # continuous time: gaussnewton.flow (ODE solver, results at t_k = k·lr)
+        from .flow import fit_flow
+        return fit_flow(objective, rule, linsolver, problem, dict(dt=lr, steps=steps, rtol=rtol, atol=atol,
+                        target_cost=target_loss, callback=callback), checkpoint=checkpoint, validation=validation,
+                        regularization=regularization)
     bar = _progress_bar(steps, method) if progress else None
 
     def on_row(hist: History) -> None:

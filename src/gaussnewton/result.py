@@ -16,8 +16,9 @@ class Termination(enum.Enum):
     """Why a solver stopped. ``value`` is the status code (SciPy's codes where they exist).
 
     ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`. Codes 0–4
-    and −2 (the callback stopped the run) are SciPy's; 5–8 and −3, −4, −5 are this library's
-    own (SciPy has no such stops; −1, MINPACK's "improper input", is raised as an error here).
+    and −2 (the callback stopped the run) are SciPy's; 5–8 and −3, −4, −5, −7, −8 are this library's
+    own (SciPy has no such stops; −1, MINPACK's "improper input", is raised as an error here);
+    −7 and −8 end a continuous-time flow (``fit(..., dynamics="flow")``, :mod:`gaussnewton.flow`).
 
     Example:
         >>> from gaussnewton import Termination
@@ -38,6 +39,8 @@ class Termination(enum.Enum):
     DAMPING_MAX = -3
     NONFINITE = -4
     NO_DECREASE = -5
+    SINGULAR = -7
+    INTEGRATOR_FAILED = -8
 
     @property
     def message(self) -> str:
@@ -72,6 +75,12 @@ _MESSAGES = {
     "steps; the parameters with the best validation loss were restored.",
     Termination.NO_DECREASE: "Step halving found no decrease of the cost (undamped GN step is "
     "not a descent direction to working precision); try method='lm'.",
+    Termination.SINGULAR: "The undamped flow reached a point where H_ρ is singular (ρ = 0 and λ_min of the "
+    "Gram matrix fell to `singular_tol`, or it could not be factored): θ̇ is undefined there. Use damping "
+    "ρ > 0 (the LM flow) or a larger output scale α.",
+    Termination.INTEGRATOR_FAILED: "The ODE solver could not continue (its step size fell below the spacing "
+    "of floating-point numbers): the vector field is (nearly) singular or blows up; loosen `rtol`/`atol`, "
+    "or use damping.",
 }
 
 
