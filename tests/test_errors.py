@@ -28,6 +28,31 @@ class Detached(nn.Module):
         return self.lin(x).detach().squeeze(-1)
 
 
+class Returns(nn.Module):
+    """A model whose forward returns a tuple or a dict (issue 14, unclear errors)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.lin, self.kind = nn.Linear(3, 1).double(), kind
+
+    def forward(self, x):
+        out = self.lin(x).squeeze(-1)
+        return (out, x) if self.kind == "tuple" else {"out": out}
+
+
+class Checkpointed(nn.Module):
+    """Activation checkpointing: saved-tensor hooks that torch.func cannot differentiate."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 6).double(), nn.Linear(6, 1).double()
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        return self.b(checkpoint(lambda z: torch.tanh(self.a(z)), x, use_reentrant=False)).squeeze(-1)
+
+
 class Dropout(nn.Module):
     def __init__(self):
         super().__init__()
@@ -66,7 +91,7 @@ CASES = [
     (lambda: gn.least_squares(lin, [0.0], max_nfev=0), GaussNewtonError, r"`max_nfev` must be None or a positive integer; got max_nfev = 0"),
     (lambda: gn.least_squares(lin, [0.0], solver="qr"), GaussNewtonError, r"`solver` must be one of 'auto', 'normal', 'kernel', 'cg', 'truncated_cg', 'lstsq'; got 'qr'"),
     (lambda: gn.least_squares(lin, [0.0], damping="fast"), GaussNewtonError, r"`damping` must be one of .*got 'fast'"),
-    (lambda: gn.least_squares(lin, [0.0], damping=gn.damping.Adaptive()), GaussNewtonError, r"`damping` for method='lm' must be a trust-region rule"),
+    (lambda: gn.least_squares(lin, [0.0], damping=gn.damping.Adaptive()), GaussNewtonError, r"`damping` for method='trf' must be a trust-region rule"),
     (lambda: gn.least_squares(lin, [0.0], verbose=3), GaussNewtonError, r"`verbose` must be 0, 1 or 2; got 3"),
     (lambda: gn.least_squares(lambda x: torch.log(x), [-1.0]), NonFiniteError, r"The cost at `fun\(x0\)` must be finite"),
     (lambda: gn.least_squares(lambda x: x.sum() * torch.ones(2, 2), [0.0, 1.0]), GaussNewtonError,
@@ -85,13 +110,13 @@ CASES = [
     (lambda: gn.fit(Detached(), X, Y), GaussNewtonError, r"`model` is not differentiable"),
     (lambda: gn.fit(Dropout(), X, Y), GaussNewtonError, r"`model` is not deterministic"),
     (lambda: gn.fit(IntModel(), X, Y), GaussNewtonError, r"`model` must return floating-point outputs"),
-    (lambda: gn.fit(net(), X, Y, method="adam"), GaussNewtonError, r"`method` must be one of 'gn', 'lm', 'gd'; got 'adam'"),
+    (lambda: gn.fit(net(), X, Y, method="adam"), GaussNewtonError, r"`method` must be one of 'gn', 'gn_halving', 'lm', 'gd'; got 'adam'"),
     (lambda: gn.fit(net(), X, Y, lr=0), GaussNewtonError, r"`lr` must be a finite number > 0; got lr = 0"),
     (lambda: gn.fit(net(), X, Y, steps=0), GaussNewtonError, r"`steps` must be an integer >= 1; got steps = 0"),
     (lambda: gn.fit(net(), X, Y, loss="l1"), GaussNewtonError, r"`loss` must be one of .*got 'l1'"),
     (lambda: gn.fit(net(), X, Y, dynamics="rk4"), GaussNewtonError, r"`dynamics` must be one of 'discrete', 'euler'(, 'flow')?; got 'rk4'"),
     (lambda: gn.fit(net(), X, Y, method="lm", damping=gn.damping.Adaptive()), GaussNewtonError, r"must be a trust-region rule"),
-    (lambda: gn.fit(net(), X, Y, damping="nielsen"), GaussNewtonError, r"is a trust-region rule; use method='lm'"),
+    (lambda: gn.fit(net(), X, Y, method="gn", damping="nielsen"), GaussNewtonError, r"is a trust-region rule; use method='lm'"),
     (lambda: gn.fit(net(), X, Y, damping=-1.0), GaussNewtonError, r"`damping` must be a finite number >= 0; got damping = -1.0"),
     (lambda: gn.fit(net(), X, torch.ones(10, 2, dtype=torch.float64)), GaussNewtonError, r"`y` must match the model output shape \(10,\); got \(10, 2\)"),
     (lambda: gn.fit(net(), X, Y, loss="cross_entropy"), GaussNewtonError, r"`y` must hold integer class labels"),
@@ -103,6 +128,27 @@ CASES = [
      r"outside it, values -1, 3 \(first at index 0\)"),
     (lambda: gn.fit(net(), X, (Y > 0).double(), loss="logistic", validation=(X, (Y > 0) + 2.0)), GaussNewtonError,
      r"`validation y` for logistic must lie in \[0, 1\]"),
+    # unclear errors from deep inside torch, now named (issue 14)
+    (lambda: gn.fit(net().half(), X, Y, steps=2), GaussNewtonError,
+     r"`model` parameters must be float32 or float64 .*; got torch.float16. Convert with .float\(\)"),
+    (lambda: gn.fit(net().bfloat16(), X, Y, steps=2), GaussNewtonError,
+     r"`model` parameters must be float32 or float64 .*; got torch.bfloat16"),
+    (lambda: gn.optim.GaussNewton(nn.Linear(3, 1).half().parameters()), GaussNewtonError,
+     r"`params` must be float32 or float64 .*; got torch.float16"),
+    (lambda: gn.least_squares(lin, torch.zeros(2, dtype=torch.float16)), GaussNewtonError,
+     r"`x0` must be float32 or float64 .*; got torch.float16"),
+    (lambda: gn.fit(Returns("tuple"), X, Y, steps=2), GaussNewtonError,
+     r"`model` must return one tensor of outputs \(n,\) or \(n, k\); got a tuple of \(Tensor, Tensor\)\. Wrap"),
+    (lambda: gn.fit(Returns("dict"), X, Y, steps=2), GaussNewtonError,
+     r"`model` must return one tensor of outputs .*; got a dict of \(Tensor\)"),
+    (lambda: gn.fit(Checkpointed(), X, Y, steps=2), GaussNewtonError,
+     r"`model` uses saved-tensor hooks \(activation checkpointing"),
+    (lambda: gn.fit(net(), X, Y, steps=2, target_loss="0.1"), GaussNewtonError,
+     r"`target_loss` must be a real number or None; got str '0.1'"),
+    (lambda: gn.fit(net(), X, Y, method="gd", solver="cg"), GaussNewtonError,
+     r"`solver` is not used by method='gd' \(no linear system\); got 'cg'"),
+    (lambda: gn.least_squares(lin, np.zeros(2), damping="adaptive"), GaussNewtonError,
+     r"`damping` for method='trf' must be a trust-region rule"),
     # model and schedules
     (lambda: gn.MLP(0, 5), GaussNewtonError, r"`in_features` must be an integer >= 1; got in_features = 0"),
     (lambda: gn.MLP(3, 5, alpha=0.0), GaussNewtonError, r"`alpha` must be a finite number > 0; got alpha = 0.0"),

@@ -166,8 +166,8 @@ def test_nonfinite_mid_run_keeps_last_good_params():
         net = Exp()
         res = gn.fit(net, X, y, method=method, lr=1e3, steps=20, damping=0.0 if method == "gn" else None)
         assert res.termination is gn.Termination.NONFINITE, method
-        assert re.match(r"The residuals, loss or Jacobian became non-finite \(NaN/Inf\); stopped and kept the last "
-                        r"parameters with a finite cost", res.message)
+        assert re.match(r"The residuals, loss or Jacobian became non-finite \(NaN/Inf\), or the Gram matrix .*; "
+                        r"stopped and kept the last parameters with a finite cost", res.message)
         assert torch.isfinite(res.params).all() and math.isfinite(res.loss)
         assert math.isfinite(0.5 * float(((net(X).detach() - y) ** 2).mean()))
 
@@ -207,6 +207,55 @@ def test_lm_on_a_linear_model_converges_with_a_success_status():
     flipped = gn.least_squares(lambda t: a @ t - y, torch.zeros(4, dtype=torch.float64), method="lm",
                                jac=lambda t: -a)  # a wrong Jacobian predicts a reduction: still a failure
     assert flipped.status == gn.Termination.DAMPING_MAX.value and not flipped.success
+
+
+def test_default_fit_never_raises_the_loss():  # issue 14, item 7
+    """p = 24 > n = 20, α = 1 (not lazy): GN-DT + Adaptive ends at 1.49 from 0.20; the default is LM."""
+    X, y = gn.datasets.single_index(20, 3, seed=0)
+    paper = gn.fit(gn.MLP(3, width=8, alpha=1.0, seed=0), X, y, method="gn", steps=30)
+    assert paper.loss > 5 * paper.initial_loss  # the paper's GN-DT, by name, still takes every step ...
+    assert paper.termination is gn.Termination.LOSS_INCREASED and not paper.success  # ... and says so
+    assert re.match(r"Every step was taken .* the final cost is above the initial cost", paper.message)
+    res = gn.fit(gn.MLP(3, width=8, alpha=1.0, seed=0), X, y, steps=30)
+    assert res.history["loss"] == sorted(res.history["loss"], reverse=True)  # monotone
+    assert res.loss < 1e-20 and res.success
+    halving = gn.fit(gn.MLP(3, width=8, alpha=1.0, seed=0), X, y, method="gn_halving", steps=30)
+    assert halving.loss < halving.initial_loss and halving.history["loss"] == sorted(halving.history["loss"],
+                                                                                       reverse=True)
+
+
+def test_default_method_follows_the_damping():
+    """No method named: a paper schedule or a number means GN-DT with it, a trust-region rule LM."""
+    X, y = gn.datasets.single_index(30, 3, seed=1)
+    ref = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, method="gn", damping=0.1, steps=5)
+    res = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, damping=0.1, steps=5)
+    assert res.history["loss"] == ref.history["loss"]
+    lm = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, damping="marquardt", steps=5)
+    assert lm.history["loss"] == gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, method="lm",
+                                        damping="marquardt", steps=5).history["loss"]
+
+
+def test_lm_to_the_rounding_floor_is_a_success():  # issue 14, item 9 (zero-residual fit)
+    """A zero-residual fit ends at cost ~1e-32 where rounding denies every step: STATIONARY."""
+    X, y = gn.datasets.single_index(20, 3, seed=2)
+    res = gn.fit(gn.MLP(3, width=8, alpha=1.0, seed=2), X, y, method="lm", steps=100)
+    assert res.loss < 1e-28 and res.termination is gn.Termination.STATIONARY and res.success
+
+
+@pytest.mark.parametrize("kw", [dict(method="gn", damping="adaptive"), dict(track_kernel=True),
+                                dict(method="gn", damping="adaptive", solver="cg")])
+def test_a_gram_matrix_that_overflows_ends_with_a_status(kw):  # issue 14: eigh LinAlgError escaped
+    """Outputs O(1) but J ~ 1e160: JᵀJ = inf, eigh/eigsh fail; NONFINITE with θ₀ kept, no exception."""
+    X = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1e160
+    y = torch.linspace(-1, 1, 10, dtype=torch.float64)
+    net = nn.Linear(3, 1).double()
+    with torch.no_grad():
+        net.weight.mul_(1e-170)
+    theta0 = torch.cat([net.weight.detach().reshape(-1), net.bias.detach()])
+    res = gn.fit(net, X, y, steps=3, **kw)
+    assert res.termination is gn.Termination.NONFINITE and not res.success
+    assert torch.equal(res.params, theta0) and math.isfinite(res.loss)
+    assert "JᵀJ overflowed" in res.message
 
 
 def test_same_seed_same_history():

@@ -1,4 +1,4 @@
-"""fit on models with conv, normalization, dropout, embedding and residual layers (issue #11).
+"""fit on models with conv, normalization, dropout, embedding, recurrent and residual layers (#11, #14).
 
 The first GN step is compared with a dense float64 reference: J from ``torch.func.jacrev`` over
 the whole batch, θ₁ = θ₀ − (JᵀJ/n + ρI)⁻¹Jᵀr/n (α = 1, the paper's units). Layers that couple
@@ -46,6 +46,22 @@ def vec_data(n=16, d=4):
     return x, torch.sin(x.sum(1))
 
 
+def seq_data(n=12, t=5, d=3):  # (n, T, d) sequences: more than one dimension per sample
+    x = torch.randn(n, t, d, generator=gen(3), dtype=torch.float64)
+    return x, torch.tanh(x.sum((1, 2)))
+
+
+class Recurrent(nn.Module):
+    """GRU/LSTM over (n, T, d) (issue 14: failed inside the per-sample vmap), read at the last step."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn, self.head = cell(3, 4, batch_first=True), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1]).squeeze(-1)
+
+
 def image_data(n=10):
     x = torch.randn(n, 1, 5, 5, generator=gen(2), dtype=torch.float64)
     return x, torch.tanh(x.mean((1, 2, 3)) * 3)
@@ -82,6 +98,8 @@ MODELS = {
     "residual_layernorm": (lambda: nn.Sequential(nn.Linear(4, 5), Residual(nn.Sequential(nn.LayerNorm(5), nn.Tanh(),
                                                                                          nn.Linear(5, 5))),
                                                  nn.Linear(5, 1), nn.Flatten(0)), vec_data),
+    "gru": (lambda: Recurrent(nn.GRU), seq_data),
+    "lstm": (lambda: Recurrent(nn.LSTM), seq_data),
     "conv_two_outputs": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(18, 2)),
                          lambda: (image_data()[0], torch.stack([image_data()[1], -image_data()[1] ** 2], 1))),
 }

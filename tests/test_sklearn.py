@@ -140,7 +140,7 @@ def test_grid_search():
         ({"hidden_layer_sizes": (10, 0)}, r"`hidden_layer_sizes` must be a tuple of integers >= 1.*got \(10, 0\)"),
         ({"hidden_layer_sizes": "10"}, r"`hidden_layer_sizes` must be a tuple of integers >= 1.*got '10'"),
         ({"activation": "swish"}, r"`activation` must be one of .*got 'swish'"),
-        ({"method": "adam"}, r"`method` must be one of 'lm', 'gn', 'gd'; got 'adam'"),
+        ({"method": "adam"}, r"`method` must be one of 'lm', 'gn', 'gn_halving', 'gd'; got 'adam'"),
         ({"alpha": -1.0}, r"`alpha` must be a finite number >= 0; got alpha = -1.0"),
         ({"output_scale": 0.0}, r"`output_scale` must be a finite number > 0; got output_scale = 0.0"),
         ({"validation_fraction": 1.0}, r"`validation_fraction` must lie in \(0, 1\); got validation_fraction = 1.0"),

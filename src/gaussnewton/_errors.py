@@ -18,6 +18,7 @@ __all__ = [
     "GaussNewtonError",
     "NonFiniteError",
     "check_choice",
+    "check_working_dtype",
     "check_finite_tensor",
     "check_in_range",
     "check_nonneg",
@@ -112,6 +113,32 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> in
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise GaussNewtonError(f"`{name}` must be an integer >= 1; got {name} = {value!r}.")
     return int(value)
+
+
+def check_working_dtype(what: str, dtype: torch.dtype) -> None:
+    """Refuse a half-precision dtype: the damped GN system needs float32 or float64.
+
+    torch.linalg has no float16/bfloat16 Cholesky or eigh on CPU, and with 3 significant digits
+    the Gram matrix JᵀJ (which squares the condition number) is meaningless.
+
+    Args:
+        what: the argument, as the message names it (e.g. ```x0``` or ```model`` parameters``).
+        dtype: its dtype.
+
+    Raises:
+        GaussNewtonError: for a floating dtype narrower than 32 bits.
+
+    Example:
+        >>> check_working_dtype("`x0`", torch.float16)
+        Traceback (most recent call last):
+        ...
+        gaussnewton._errors.GaussNewtonError: `x0` must be float32 or float64 ...
+    """
+    if dtype.is_floating_point and torch.finfo(dtype).bits < 32:
+        raise GaussNewtonError(
+            f"{what} must be float32 or float64 for Gauss-Newton's linear algebra (the Gram matrix JᵀJ and "
+            f"its Cholesky factor); got {dtype}. Convert with .float() (and keep autocast for other "
+            "optimizers), or .double() for the most accurate steps.")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

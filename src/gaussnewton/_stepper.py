@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from scipy.sparse.linalg import ArpackError
 
 from ._bayes import BayesianRegularization
 from ._bounds import BoxConstraints, CLTerms, with_curvature_rows
@@ -181,6 +182,9 @@ class Stepper:
             if checkpointer is not None and state.nit > 0 and checkpointer.due(state.nit):
                 checkpointer.save(state.to_dict())
             state = self.step(obj, state)
+        if (not self.rule.safeguarded and state.termination.success and state.cost > state.cost0
+                and state.termination not in (Termination.TARGET, Termination.EARLY_STOP)):
+            state.termination = Termination.LOSS_INCREASED  # never report a diverged run as done
         if checkpointer is not None:
             checkpointer.save(state.to_dict())
         return state
@@ -202,8 +206,12 @@ class Stepper:
         if gnorm < self.stopping.gtol or state.cost == 0.0:
             state.termination = Termination.GTOL
             return state
-        prepared, ctx, lam, lin = self._prepare(obj, lin, state, box)
-        state.damping_state, trial = self.rule.start(state.damping_state, ctx)
+        try:
+            prepared, ctx, lam, lin = self._prepare(obj, lin, state, box)
+            state.damping_state, trial = self.rule.start(state.damping_state, ctx)
+        except (torch.linalg.LinAlgError, ArpackError):  # eigh/eigsh of a Gram matrix that overflowed
+            state.termination = Termination.NONFINITE
+            return state
         first_pred = math.nan  # predicted reduction of the least damped trial at this iterate
         while True:
             out = self._try(obj, lin, prepared, state, trial, max(0.995, 1 - gnorm))
@@ -354,7 +362,7 @@ class Stepper:
         else:
             state.damping_state, nxt = self.rule.on_reject(state.damping_state, ctx, trial)
             if nxt is Termination.DAMPING_MAX:
-                nxt = _flat_stop(first_pred, cost_before, st.ftol, state.theta.dtype) or nxt
+                nxt = _flat_stop(first_pred, cost_before, state.cost0, st.ftol, state.theta.dtype) or nxt
         if not isinstance(nxt, Termination):
             if st.max_nfev is not None and state.nfev >= st.max_nfev:
                 return Termination.MAX_EVALS
@@ -363,13 +371,21 @@ class Stepper:
         return nxt
 
 
-def _flat_stop(first_pred: float, cost: float, ftol: float, dtype: torch.dtype) -> Termination | None:
-    """FTOL or STATIONARY if the least damped trial predicted (almost) no reduction, else None."""
+def _flat_stop(first_pred: float, cost: float, cost0: float, ftol: float, dtype: torch.dtype) -> Termination | None:
+    """FTOL or STATIONARY if no step can lower the cost any more, else None.
+
+    Either the least damped trial predicted (almost) no reduction, or the residuals are at the
+    rounding floor of a zero-residual fit: cost ≤ (1e3·eps)²·cost₀, i.e. ‖r‖ ≤ 1e3·eps·‖r₀‖ (the
+    model predicts the whole reduction of the last ~1e-26·cost₀, which rounding then denies).
+    """
+    eps = torch.finfo(dtype).eps
+    if cost <= (_FLAT_EPS * eps) ** 2 * cost0:
+        return Termination.STATIONARY
     if not math.isfinite(first_pred):
         return None
     if first_pred <= ftol * cost:
         return Termination.FTOL
-    if first_pred <= _FLAT_EPS * torch.finfo(dtype).eps * cost:
+    if first_pred <= _FLAT_EPS * eps * cost:
         return Termination.STATIONARY
     return None
 

@@ -38,7 +38,7 @@ from .linsolve import DEFAULT_MEMORY_BUDGET, LinearSolver, get_solver
 from .losses import Loss, check_labels, get_loss
 from .problems.network import NetworkProblem
 from .result import FitResult, History, IterationInfo, Termination
-from .steps import StepRule, make_step_rule
+from .steps import StepRule, infer_method, make_step_rule
 
 __all__ = ["fit", "prepare_data"]
 
@@ -101,7 +101,7 @@ def fit(
     X: Any,
     y: Any,
     *,
-    method: str = "gn",
+    method: str | None = None,
     damping: DampingSchedule | str | float | None = None,
     lr: float = 1.0,
     steps: int = 100,
@@ -134,11 +134,16 @@ def fit(
         model: any ``nn.Module`` mapping X (n, ...) to outputs (n,) or (n, k); trained in place.
         X: inputs (tensor, array or list), n rows.
         y: targets (n,) (or (n, k)); class labels (n,) for ``loss="cross_entropy"``.
-        method: ``"gn"`` (GN-DT, eq. 13, every step accepted), ``"lm"`` (gain-ratio trust
-            region, rejected steps retried) or ``"gd"`` (gradient descent / gradient flow).
-        damping: schedule for ``"gn"`` (default: ρ = 0 if p < n, :class:`Adaptive` (κ = 1) if
-            p ≥ n) or trust-region rule for ``"lm"`` (default :class:`Nielsen`); a number
-            means a constant ρ. ρ is in the paper's units (Convention A).
+        method: ``"lm"`` (gain-ratio trust region, rejected steps retried, the cost never
+            rises; the default, unless ``damping`` is a paper schedule or a number: then
+            ``"gn"``), ``"gn"`` (the paper's GN-DT, eq. 13, every finite step accepted),
+            ``"gn_halving"`` (GN-DT with η halved until the cost decreases) or ``"gd"``
+            (gradient descent / gradient flow). A ``"gn"``/``"gd"`` run that ends above its
+            initial loss reports ``Termination.LOSS_INCREASED`` (success False).
+        damping: schedule for ``"gn"``/``"gn_halving"`` (default: ρ = 0 if p < n,
+            :class:`Adaptive` (κ = 1) if p ≥ n) or trust-region rule for ``"lm"`` (default
+            :class:`Nielsen`); a number means a constant ρ. ρ is in the paper's units
+            (Convention A).
         lr: step size η (Euler Δt for ``dynamics="euler"``).
         steps: number of steps (trial steps for ``"lm"``).
         loss: ``"squared"``, ``"pseudo_huber"``, ``"log_cosh"``, ``"logistic"``,
@@ -212,7 +217,8 @@ def fit(
         >>> res.loss < 1e-4 * res.initial_loss
         True
     """
-    method = check_choice("method", method, ("gn", "lm", "gd"))
+    method = check_choice("method", infer_method(damping) if method is None else method,
+                          ("gn", "gn_halving", "lm", "gd"))
     dynamics = check_choice("dynamics", dynamics, ("discrete", "euler", "flow"))
     lr = check_positive("lr", lr)
     steps = check_positive_int("steps", steps)
@@ -224,6 +230,12 @@ def fit(
         raise GaussNewtonError("`patience` needs `validation=(X_val, y_val)`; got patience without validation.")
     patience = check_positive_int("patience", 6 if patience is None else patience)
     min_delta = check_nonneg("min_delta", min_delta)
+    if method == "gd" and solver != "auto":
+        raise GaussNewtonError(f"`solver` is not used by method='gd' (no linear system); got {solver!r}. "
+                               "Leave it unset, or use method='gn' or 'lm'.")
+    if target_loss is not None and (isinstance(target_loss, bool) or not isinstance(target_loss, (int, float))):
+        raise GaussNewtonError(f"`target_loss` must be a real number or None; got {type(target_loss).__name__} "
+                               f"{target_loss!r}.")
     if regularization is not None:
         check_choice("regularization", regularization, ("bayesian",))
     loss_fn = get_loss(loss)
@@ -249,7 +261,7 @@ def fit(
         monitor.start(theta0)
     p = problem.n_params
     # the paper's default: undamped GN below the interpolation threshold, adaptive damping above
-    default = {"gn": "none" if p < n_rows else "adaptive", "lm": "nielsen"}.get(method)
+    default = {"gn": "none" if p < n_rows else "adaptive", "lm": "nielsen"}.get(method.replace("_halving", ""))
     rule = make_step_rule(method, damping, default=default, lr=lr)  # gd: θ − η·∇R/α² (steps.py)
     linsolver = get_solver(solver, n_rows, p, theta0.element_size(), memory_budget) if rule.uses_solver else None
     if dynamics == "flow":  # continuous time: gaussnewton.flow (ODE solver, results at t_k = k·lr)

@@ -37,7 +37,14 @@ import numpy as np
 import torch
 
 from ._bounds import BoxConstraints, parse_bounds
-from ._errors import GaussNewtonError, check_choice, check_finite_tensor, check_nonneg, check_positive
+from ._errors import (
+    GaussNewtonError,
+    check_choice,
+    check_finite_tensor,
+    check_nonneg,
+    check_positive,
+    check_working_dtype,
+)
 from ._objective import Objective
 from ._stepper import TABLE_HEADER, Stepper, Stopping, print_row
 from .damping import DampingSchedule, Nielsen
@@ -238,7 +245,7 @@ def least_squares(
     diag, scale_default = _x_scale(x_scale, x, is_op)
     default_rule = Nielsen(scaling="diag" if scale_default == "jac" else "identity", fast_endgame=True)
     rule = make_step_rule("lm" if method != "gn" else "gn_halving", damping,
-                          default=default_rule if method != "gn" else "none")
+                          default=default_rule if method != "gn" else "none", name=method)
     if tr_solver == "lsmr" or (is_op and tr_solver is None):
         maxiter = tr_options.get("maxiter")
         linsolver: LinearSolver = CGSolver(rtol=float(tr_options.get("atol") or 1e-12), max_iter=maxiter) \
@@ -358,6 +365,7 @@ def _starting_point(x0: Any) -> tuple[torch.Tensor, str]:
             raise GaussNewtonError(f"`x0` must have at most 1 dimension; got shape {tuple(x0.shape)}.")
         x = x0.detach().reshape(-1).clone()
         x = x if x.is_floating_point() else x.to(torch.float64)
+        check_working_dtype("`x0`", x.dtype)
         kind = "tensor"
     else:
         if np.iscomplexobj(x0):

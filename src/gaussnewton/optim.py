@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from ._closure import Closure, _ClosureObjective, _evaluate, _write, closure_jacobian, closure_operator
-from ._errors import GaussNewtonError, NonFiniteError, check_nonneg, check_positive, check_positive_int
+from ._errors import (
+    GaussNewtonError,
+    NonFiniteError,
+    check_nonneg,
+    check_positive,
+    check_positive_int,
+    check_working_dtype,
+)
 from ._state import STATE_VERSION, SolverState
 from ._stepper import Stepper
 from .damping import DampingSchedule, TrustRegionRule, get_damping
@@ -220,6 +227,7 @@ class GaussNewton(torch.optim.Optimizer):
             )
         if not trained[0][0].is_floating_point():
             raise GaussNewtonError(f"`params` must be floating point; got {trained[0][0].dtype}.")
+        check_working_dtype("`params`", trained[0][0].dtype)
 
     def _trained(self) -> list[tuple[torch.Tensor, float]]:
         """(parameter, lr) for every parameter the optimizer moves, in group order."""

@@ -167,7 +167,7 @@ class _GNMLPBase(BaseEstimator):
                 f"`hidden_layer_sizes` must be a tuple of integers >= 1 (e.g. (50,)); got {self.hidden_layer_sizes!r}."
             )
         check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("method", self.method, ("lm", "gn", "gd"))
+        check_choice("method", self.method, ("lm", "gn", "gn_halving", "gd"))
         check_nonneg("alpha", self.alpha)
         check_positive("output_scale", self.output_scale)
         check_positive_int("max_iter", self.max_iter)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .linsolve import LinearSolver, Prepared
 
 __all__ = ["METHODS", "FixedStep", "GradientDescentStep", "HalvingStep", "Method", "StepRule", "Trial",
-           "TrustRegionStep", "make_step_rule"]
+           "TrustRegionStep", "infer_method", "make_step_rule"]
 
 MAX_HALVINGS = 30
 RHO_MAX_FACTOR = 1e16  # ρ beyond this multiple of max diag(JᵀJ) means "no step helps"
@@ -64,12 +64,16 @@ class StepRule(ABC):
             then computes the predicted reduction, and a tiny rejected step counts for ``xtol``.
         shortened_steps_test_ftol: False if ``ftol`` must not stop on a shortened trial (a
             halved GN step's small decrease says nothing about convergence).
+        safeguarded: True if no accepted step can raise the cost (trust region, halving); a run
+            of an unsafeguarded rule that ends above its initial cost reports
+            ``Termination.LOSS_INCREASED`` instead of a success.
     """
 
     damping: DampingSchedule | None = None
     uses_solver: bool = True
     uses_gain_ratio: bool = False
     shortened_steps_test_ftol: bool = True
+    safeguarded: bool = False
 
     @property
     def needs_spectrum(self) -> bool:
@@ -109,6 +113,7 @@ class TrustRegionStep(StepRule):
     """
 
     uses_gain_ratio = True
+    safeguarded = True
 
     def __init__(self, damping: TrustRegionRule, lr: Scale = 1.0) -> None:
         self.damping: TrustRegionRule = damping
@@ -163,6 +168,7 @@ class HalvingStep(FixedStep):
     """
 
     shortened_steps_test_ftol = False
+    safeguarded = True
 
     def judge(self, state, ratio, trial_cost, cost):  # noqa: D102
         return state, math.isfinite(trial_cost) and trial_cost < cost
@@ -222,8 +228,20 @@ METHODS: dict[str, Method] = {
 """Method name → :class:`Method` (the one table behind ``fit``, ``least_squares`` and the optimizer)."""
 
 
+def infer_method(damping: DampingSchedule | str | float | None) -> str:
+    """The method of a call that names none: ``"gn"`` for a paper schedule or a number, else ``"lm"``.
+
+    Example:
+        >>> infer_method(None), infer_method("adaptive"), infer_method(0.1), infer_method("marquardt")
+        ('lm', 'gn', 'gn', 'lm')
+    """
+    if damping is None:
+        return "lm"
+    return "gn" if isinstance(get_damping(damping, "none"), Schedule) else "lm"
+
+
 def make_step_rule(method: str, damping: DampingSchedule | str | float | None, *,
-                   default: DampingSchedule | str | None, lr: Scale = 1.0) -> StepRule:
+                   default: DampingSchedule | str | None, lr: Scale = 1.0, name: str | None = None) -> StepRule:
     """Resolve ``(method, damping)`` to a step rule, rejecting a damping the method cannot use.
 
     Args:
@@ -231,6 +249,8 @@ def make_step_rule(method: str, damping: DampingSchedule | str | float | None, *
         damping: the user's ``damping`` argument (None: ``default``).
         default: the front door's default damping (a registry name or a rule).
         lr: step scale.
+        name: the method as the caller's user named it, for messages (default ``method``;
+            ``least_squares`` runs ``"trf"`` as ``"lm"``).
 
     Returns:
         StepRule: the rule.
@@ -239,9 +259,10 @@ def make_step_rule(method: str, damping: DampingSchedule | str | float | None, *
         GaussNewtonError: unknown method, or a damping of the wrong kind.
     """
     spec = METHODS[check_choice("method", method, tuple(METHODS))]
+    shown = method if name is None else name
     if spec.damping_kind is None:
         if damping is not None:
-            raise GaussNewtonError(f"`damping` is not used by method={method!r} ({spec.summary}); got {damping!r}. "
+            raise GaussNewtonError(f"`damping` is not used by method={shown!r} ({spec.summary}); got {damping!r}. "
                                    "Leave it unset, or use method='gn' or 'lm'.")
         return spec.rule(None, lr)
     if damping is None and isinstance(default, DampingSchedule):
@@ -249,9 +270,9 @@ def make_step_rule(method: str, damping: DampingSchedule | str | float | None, *
     else:
         rule = get_damping(damping, default if isinstance(default, str) else "none")
     if spec.damping_kind == "trust_region" and not isinstance(rule, TrustRegionRule):
-        raise GaussNewtonError(f"`damping` for method={method!r} must be a trust-region rule (Nielsen, Marquardt); "
+        raise GaussNewtonError(f"`damping` for method={shown!r} must be a trust-region rule (Nielsen, Marquardt); "
                                f"got {rule!r}. Use method='gn' for a fixed damping.")
     if spec.damping_kind == "schedule" and not isinstance(rule, Schedule):
         raise GaussNewtonError(f"`damping` {rule!r} is a trust-region rule; use method='lm' with it "
-                               f"(method={method!r} takes a schedule: Constant, Adaptive, ...).")
+                               f"(method={shown!r} takes a schedule: Constant, Adaptive, ...).")
     return spec.rule(rule, lr)

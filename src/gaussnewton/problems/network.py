@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from .._errors import GaussNewtonError, check_choice
+from .._errors import GaussNewtonError, check_choice, check_working_dtype
 from ._jacobian import vmap_halving as _vmap_halving
 from .base import Problem, chunk_size_for
 from .structured import LayerFactor, StructuredJacobian, linear_layers
@@ -42,6 +42,8 @@ def check_one_dtype(named: list[tuple[str, torch.Tensor]], what: str = "`model`"
             listing = "; ".join(f"{k}: {', '.join(v[:3])}{' …' if len(v) > 3 else ''}" for k, v in groups.items())
             fix = "model.to(torch.float64)" if attr == "dtype" else "model.to(device)"
             raise GaussNewtonError(f"{what} parameters must share one {attr}; got {listing}. Convert them with {fix}.")
+    if named:
+        check_working_dtype(f"{what} parameters", named[0][1].dtype)
 
 
 class ParamVector:
@@ -146,6 +148,14 @@ class NetworkProblem(Problem):
             except RuntimeError as exc:
                 _explain_forward_error(model, x, exc)
                 raise
+        if not isinstance(out, torch.Tensor):
+            kinds = ", ".join(type(v).__name__ for v in (out.values() if isinstance(out, dict) else out)) \
+                if isinstance(out, (tuple, list, dict)) else ""
+            raise GaussNewtonError(
+                f"`model` must return one tensor of outputs (n,) or (n, k); got a {type(out).__name__}"
+                f"{f' of ({kinds})' if kinds else ''}. Wrap it in a module whose forward returns the prediction "
+                "alone, e.g. model(x)[0] or model(x)['out']."
+            )
         if not out.is_floating_point():
             raise GaussNewtonError(f"`model` must return floating-point outputs; got {out.dtype}.")
         if out.ndim == 0 or out.shape[0] != x.shape[0]:
@@ -173,16 +183,31 @@ class NetworkProblem(Problem):
                 )
         check_choice("jacobian", jacobian, ("auto", "structured", "autodiff"))
         self._layers = linear_layers(model, self._trained) if jacobian != "autodiff" else None
-        self._reference_rows = self._batch_rows(theta0)
-        # per-sample vmap(jacrev) assumes samples are processed independently; verify on two rows
-        self.per_sample = bool(torch.allclose(self._autodiff_jacobian(theta0, self.x[: min(2, x.shape[0])]),
-                                              self._reference_rows, rtol=1e-6, atol=self._atol()))
+        try:
+            self._reference_rows = self._batch_rows(theta0)
+        except RuntimeError as exc:
+            _explain_autodiff_error(exc)
+            raise
+        self.per_sample = self._per_sample_ok(theta0)
         self.structured = self._layers is not None and self._structured_matches(theta0)
         if jacobian == "structured" and not self.structured:
             raise GaussNewtonError(
                 "`jacobian`='structured' needs every trainable parameter in an nn.Linear called once per "
                 "forward on 2-D input, with samples processed independently; this model does not qualify."
             )
+
+    def _per_sample_ok(self, theta0: torch.Tensor) -> bool:
+        """Whether per-sample ``vmap(jacrev)`` gives the exact rows (checked on two samples).
+
+        It assumes samples are processed independently, and that ``forward`` can be vmapped over a
+        batch of one (``nn.GRU``/``nn.LSTM`` cannot: their initial state is written in place); when
+        it fails the full-batch reverse mode serves (exact, N VJPs of the whole batch).
+        """
+        try:
+            rows = self._autodiff_jacobian(theta0, self.x[: min(2, self.x.shape[0])])
+        except RuntimeError:
+            return False
+        return bool(torch.allclose(rows, self._reference_rows, rtol=1e-6, atol=self._atol()))
 
     def get_flat(self) -> torch.Tensor:
         """The model's current trainable parameters as a flat vector (a copy)."""
@@ -344,6 +369,17 @@ def _check_layers(model: nn.Module, check_deterministic: bool) -> None:
             "switch dropout off (full-batch Gauss-Newton needs the same function at every evaluation). "
             "Pass check_deterministic=False only if you know why."
         )
+
+
+def _explain_autodiff_error(exc: RuntimeError) -> None:
+    """Raise a GaussNewtonError for a forward torch.func cannot differentiate (else return)."""
+    if "saved tensor hooks" in str(exc):
+        raise GaussNewtonError(
+            "`model` uses saved-tensor hooks (activation checkpointing, torch.utils.checkpoint, or "
+            "torch.autograd.graph.saved_tensors_hooks), which torch.func's jacrev/vjp/jvp do not support; "
+            "remove them for Gauss-Newton training (its memory is dominated by the Jacobian, not the "
+            f"activations). Original error: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def _explain_forward_error(model: nn.Module, x: torch.Tensor, exc: RuntimeError) -> None:
