@@ -223,16 +223,17 @@ def test_budget_of_one_evaluation_stops_before_any_jacobian():
 
 
 def test_damping_update_is_nielsens_rule_problem_by_problem():
-    """The vectorized update equals gaussnewton.damping.Nielsen(scaling="diag", fast_endgame=True).update."""
+    """The vectorized update equals Nielsen(scaling="diag", fast_endgame=True, secant=True).update."""
     ratios = [-math.inf, -1.0, 0.0, 1e-12, 0.1, 0.25, 0.5, 0.6, 0.75, 0.76, 0.9, 1.0, 1.7, 50.0, math.inf, math.nan]
-    rule = Nielsen(scaling="diag", fast_endgame=True)
+    secants = [math.nan, 3.0, 0.5, 0.05, 0.5, math.nan, 0.7, 0.2, 1.0, 0.01, 0.3, -1.0, 0.5, 0.5, math.nan, 2.0]
+    rule = Nielsen(scaling="diag", fast_endgame=True, secant=True)
     rho = torch.tensor([1e-3 * (k + 1) for k in range(len(ratios))], dtype=F64)
     nu = torch.tensor([2.0 ** (k % 4 + 1) for k in range(len(ratios))], dtype=F64)
     ratio = torch.tensor(ratios, dtype=F64)
     accepted = torch.isfinite(ratio) & (ratio > 0)
-    rho_new, nu_new = _nielsen_update(rho, nu, ratio, accepted)
+    rho_new, nu_new = _nielsen_update(rho, nu, ratio, accepted, torch.tensor(secants, dtype=F64))
     for k, q in enumerate(ratios):
-        state, ok = rule.update(TrustState(float(rho[k]), float(nu[k])), q)
+        state, ok = rule.update(TrustState(float(rho[k]), float(nu[k])), q, secants[k])
         assert ok == bool(accepted[k]), q
         assert math.isclose(state.rho, float(rho_new[k]), rel_tol=1e-15) and state.nu == float(nu_new[k]), q
 

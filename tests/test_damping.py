@@ -70,6 +70,27 @@ def test_nielsen_fast_endgame_shrinks_ten_times_after_well_predicted_steps():
         Nielsen(fast_endgame=1)
 
 
+def test_nielsen_secant_matches_the_curvature_along_the_step():  # issue 15, item 6
+    """secant_factor against a 1-D quadratic, and the Nielsen update that uses it (never raising ρ)."""
+    from gaussnewton._objective import secant_factor
+
+    # cost(x) = 5x² (curvature 10) seen through a GN model with curvature 0 and damping ρD = 16:
+    # s = −g/16 from x = 1 (g = 10): slope −g·s = 100/16, curvature 0, actual reduction 5 − 5(1 − 10/16)²
+    s, g = -10 / 16, 10.0
+    actual = 5.0 - 5.0 * (1 + s) ** 2
+    assert secant_factor(-g * s, 0.0, actual) == pytest.approx(10 / 16)  # ρ' D = 10: the Newton step
+    assert math.isnan(secant_factor(1.0, 1.0, 0.5)) and math.isnan(secant_factor(2.0, 1.0, math.nan))
+    rule = Nielsen(tau=1e-3, fast_endgame=True, secant=True)
+    state = rule.init(ctx(diag_max=4.0))
+    assert rule.update(state, 0.6, 0.5)[0].rho == pytest.approx(4e-3 * 0.5)  # below Nielsen's 0.992
+    assert rule.update(state, 0.6, 0.01)[0].rho == pytest.approx(4e-3 * 0.1)  # floored at 1/10
+    assert rule.update(state, 0.6, 5.0)[0].rho == pytest.approx(4e-3 * (1 - 0.2**3))  # never raised
+    assert rule.update(state, -1.0, 0.5) == Nielsen(tau=1e-3).update(state, -1.0)  # rejections as before
+    assert "secant=True" in repr(rule)
+    with pytest.raises(gn.GaussNewtonError, match=r"`secant` must be True or False; got 'yes'"):
+        Nielsen(secant="yes")
+
+
 @pytest.mark.parametrize(
     "gain,expected_factor,accepted",
     [(1.0, 1 / 3, True), (0.5, 1.0, True), (0.75, 1 - 0.5**3, True), (0.0, 2.0, False), (-1.0, 2.0, False),

@@ -244,6 +244,17 @@ def test_endgame_converges_fast_to_zero_residual():  # issue 15, item 5
     assert ours.cost < 1e-20 and ours.nfev <= ref.nfev + 2
 
 
+def test_minimum_where_the_jacobian_vanishes():  # issue 15, item 6
+    """r = x² + 5 from x0 = 2: J = 2x → 0 at the minimum; the damping must supply r·r'' = 10."""
+    fun = lambda x: x**2 + 5.0  # noqa: E731
+    ref = scipy.optimize.least_squares(fun, [2.0], method="lm")  # MINPACK: x ≈ −3e-10, 12 evaluations
+    for jac in ("2-point", lambda x: np.array([[2.0 * x[0]]])):
+        res = gn.least_squares(fun, [2.0], jac=jac)
+        assert res.success and res.nfev <= 10  # was 14 evaluations, x = −9e-6 (Nielsen's cubic rule)
+        assert abs(res.x[0]) < 1e-6 and res.cost == pytest.approx(ref.cost, rel=1e-12)
+        assert abs(res.x[0]) < 1e-4 and res.optimality < 1e-2  # SciPy's own test_full_result bounds
+
+
 def test_complex_residual_and_bad_x0_are_refused_clearly():  # issue 15, item 9
     with pytest.raises(ValueError, match=r"`fun` must return real residuals; got dtype complex128"):
         gn.least_squares(lambda x: x * (1 + 1j), [1.0])

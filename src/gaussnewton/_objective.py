@@ -91,10 +91,17 @@ class Objective:
 
     def predicted(self, lin: Linearization, step: torch.Tensor) -> float:
         """Predicted cost reduction of the GN model: ``w·(m(0) − m(s)) − λ(eᵀs + ½‖s‖²)``."""
-        pred = self.weight * predicted_reduction(lin.a, lin.h, step)
+        slope, curvature = self.model_terms(lin, step)
+        return slope - 0.5 * curvature
+
+    def model_terms(self, lin: Linearization, step: torch.Tensor) -> tuple[float, float]:
+        """``(−∇costᵀs, sᵀMs)`` of the GN model along s (M = w·AᵀA + λI): predicted = first − ½·second."""
+        a, b = model_terms(lin.a, lin.h, step)
+        slope, curvature = self.weight * a, self.weight * b
         if lin.decay_e is not None:
-            pred -= self.weight_decay * float(lin.decay_e @ step + 0.5 * (step @ step))
-        return pred
+            slope -= self.weight_decay * float(lin.decay_e @ step)
+            curvature += self.weight_decay * float(step @ step)
+        return slope, curvature
 
     def cost(self, u: torch.Tensor) -> float:
         """The cost of outputs ``u`` (NaN if non-finite), summed over all shards."""
@@ -150,14 +157,36 @@ class Objective:
 
 
 def predicted_reduction(a: torch.Tensor | LinearOperator, h: torch.Tensor, step: torch.Tensor) -> float:
-    """m(0) − m(s) for the GN model m(s) = ½‖A s + h‖² (unweighted): −hᵀAs − ½‖As‖².
+    """m(0) − m(s) for the GN model m(s) = ½‖A s + h‖² (unweighted): −hᵀAs − ½‖As‖²."""
+    slope, curvature = model_terms(a, h, step)
+    return slope - 0.5 * curvature
+
+
+def model_terms(a: torch.Tensor | LinearOperator, h: torch.Tensor, step: torch.Tensor) -> tuple[float, float]:
+    """``(−hᵀAs, ‖As‖²)``: the slope and curvature of the GN model along s (unweighted).
 
     Both inner products run over all rows (one all-reduce of two numbers when sharded).
     """
     op = as_operator(a)
     a_s = op.mv(step)
     terms = op.row_sum(torch.stack([h @ a_s, a_s @ a_s]))
-    return float(-terms[0] - 0.5 * terms[1])
+    return float(-terms[0]), float(terms[1])
+
+
+def secant_factor(slope: float, curvature: float, actual: float) -> float:
+    """The factor on ρ that makes the damped model's curvature along s match the cost's.
+
+    For the full damped step s = −(M + ρD)⁻¹∇cost, ``slope − curvature = ρ·sᵀDs`` (the damping's
+    curvature) and the cost's own curvature along s, from its value, slope and the quadratic
+    through them, is ``c = 2(slope − actual)``. The ρ' with ``sᵀMs + ρ'·sᵀDs = c`` is
+    ``ρ·(c − curvature)/(slope − curvature)``: at a minimum where J vanishes (r = x² + 5) the GN
+    model has no curvature and ρ·D must supply r·r''; Nielsen's cubic rule approaches that ρ only
+    linearly. NaN when the quantities do not define it.
+    """
+    damping_curv = slope - curvature
+    if not (math.isfinite(actual) and damping_curv > 0):
+        return math.nan
+    return (2.0 * (slope - actual) - curvature) / damping_curv
 
 
 def gain_ratio(actual: float, predicted: float) -> float:

@@ -39,7 +39,7 @@ from ._bayes import BayesianRegularization
 from ._bounds import BoxConstraints, CLTerms, with_curvature_rows
 from ._checkpoint import Checkpointer
 from ._errors import GaussNewtonError, NonFiniteError
-from ._objective import Linearization, Objective, gain_ratio
+from ._objective import Linearization, Objective, gain_ratio, secant_factor
 from ._state import SolverState
 from .damping import DampingContext
 from .linsolve import LinearSolver, Prepared
@@ -101,6 +101,7 @@ class _Outcome:
     ratio: float
     accepted: bool = False
     predicted: float = math.nan  # the GN model's predicted cost reduction (gain-ratio rules, ftol > 0)
+    secant: float = math.nan  # the ρ factor matching the model's curvature along the step to the cost's
 
 
 class Stepper:
@@ -217,7 +218,8 @@ class Stepper:
             out = self._try(obj, lin, prepared, state, trial, max(0.995, 1 - gnorm))
             first_pred = out.predicted if trial.retries == 0 else first_pred
             state.nfev, state.nit, state.trials = state.nfev + 1, state.nit + 1, state.trials + 1
-            state.damping_state, out.accepted = self.rule.judge(state.damping_state, out.ratio, out.cost, state.cost)
+            state.damping_state, out.accepted = self.rule.judge(state.damping_state, out.ratio, out.cost, state.cost,
+                                                                out.secant)
             cost_before = state.cost
             if out.accepted:
                 state.theta, state.outputs, state.cost = state.theta + out.step, out.outputs, out.cost
@@ -311,9 +313,14 @@ class Stepper:
         except torch.linalg.LinAlgError:
             step, u, cost = torch.zeros_like(state.theta), state.outputs, math.nan
         needs_ratio = self.rule.uses_gain_ratio or self.stopping.ftol > 0
-        pred = obj.predicted(lin, step) if needs_ratio else math.nan
+        pred = secant = math.nan
+        if needs_ratio:
+            slope, curvature = obj.model_terms(lin, step)
+            pred = slope - 0.5 * curvature
+            if isinstance(trial.scale, (int, float)) and trial.scale == 1.0 and self.bounds is None:  # full step: slope − curvature = ρ·sᵀDs
+                secant = secant_factor(slope, curvature, state.cost - cost)
         ratio = gain_ratio(state.cost - cost, pred) if needs_ratio else math.nan
-        return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio, predicted=pred)
+        return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio, predicted=pred, secant=secant)
 
     def _record(self, obj: Objective, state: SolverState, gnorm: float, trial: Trial, out: _Outcome,
                 lam: torch.Tensor | None) -> None:

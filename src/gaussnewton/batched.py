@@ -25,13 +25,14 @@ The gain ratio. The GN model ``m_b(δ) = ½‖r_b + J_bδ‖²`` predicts the re
 the trial gives ``actual_b = cost_b(x_b) − cost_b(x_b + δ_b)``, and ``gain_ratio_b =
 actual_b / pred_b`` (−∞ for a non-finite trial cost or a failed factorization; ±∞ for
 ``pred_b ≤ 0`` as in :func:`gaussnewton._objective.gain_ratio`). Each problem then takes
-Nielsen's update (:class:`gaussnewton.damping.Nielsen` with ``scaling="diag", fast_endgame=True``,
-ρ₀ = τ, as :func:`gaussnewton.least_squares`):
+Nielsen's update (:class:`gaussnewton.damping.Nielsen` with ``scaling="diag", fast_endgame=True,
+secant=True``, ρ₀ = τ, as :func:`gaussnewton.least_squares`):
 
 .. code-block:: text
 
     accepted (0 < gain_ratio < ∞):  x ← x + δ;  ρ ← ρ·max(1/3, 1 − (2·gain_ratio − 1)³);  ν ← 2
                                     (ρ ← ρ·min(that factor, 1/10) when gain_ratio > 3/4)
+                                    (ρ ← ρ·min(that factor, max(q, 1/10)), q the secant factor)
     rejected:                       ρ ← ρ·ν;  ν ← 2ν      (J, G, g kept: only the solve is redone)
 
 Termination, per problem, with SciPy's definitions and the codes of
@@ -86,6 +87,8 @@ References:
 """
 
 from __future__ import annotations
+
+import math
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -623,21 +626,25 @@ def _gain_ratio(actual: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(actual), ratio, -inf)
 
 
-def _nielsen_update(rho: torch.Tensor, nu: torch.Tensor, ratio: torch.Tensor,
-                    accepted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-problem ``gaussnewton.damping.Nielsen.update``: the new (ρ, ν), each (m,).
+def _nielsen_update(rho: torch.Tensor, nu: torch.Tensor, ratio: torch.Tensor, accepted: torch.Tensor,
+                    secant: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-problem ``gaussnewton.damping.Nielsen.update`` (``secant=True``): the new (ρ, ν), each (m,).
 
     Args:
         rho: (m,) current damping.
         nu: (m,) current growth factor.
         ratio: (m,) gain ratios of the trials.
         accepted: (m,) whether each trial was accepted (``0 < ratio < ∞``).
+        secant: (m,) secant factors (:func:`gaussnewton._objective.secant_factor`), NaN where
+            undefined; None: none.
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: ρ and ν after the trials.
     """
     shrink = (1.0 - (2.0 * ratio - 1.0) ** 3).clamp_min(_SHRINK_MIN)
     shrink = torch.where(ratio > _GOOD_RATIO, shrink.clamp_max(_FAST_SHRINK), shrink)
+    if secant is not None:  # over-damped along the step: ρ falls to match the cost's curvature
+        shrink = torch.where(torch.isfinite(secant), torch.minimum(shrink, secant.clamp_min(_FAST_SHRINK)), shrink)
     return torch.where(accepted, rho * shrink, rho * nu), torch.where(accepted, torch.full_like(nu, _NU0), 2.0 * nu)
 
 
@@ -650,12 +657,17 @@ def _trial(ev: _Evaluator, s: _State, mask: torch.Tensor, ftol: float, xtol: flo
     x_try = x + delta
     r_try, cost_try = ev.residuals(x_try, idx)
     cost_try = torch.where(solved, cost_try, torch.full_like(cost, float("nan")))
-    predicted = -(grad * delta).sum(dim=1) - 0.5 * (delta[:, None, :] @ gram @ delta[:, :, None]).reshape(-1)
+    slope = -(grad * delta).sum(dim=1)
+    curvature = (delta[:, None, :] @ gram @ delta[:, :, None]).reshape(-1)
+    predicted = slope - 0.5 * curvature
     actual = cost - cost_try
     ratio = _gain_ratio(actual, predicted)
     accepted = torch.isfinite(ratio) & (ratio > 0)  # gaussnewton.damping.base.accepts(ratio, 0)
+    damping_curv = slope - curvature  # ρ·δᵀDδ for the exact damped step
+    secant = torch.where(torch.isfinite(actual) & (damping_curv > 0),
+                         (2.0 * (slope - actual) - curvature) / damping_curv, torch.full_like(actual, math.nan))
 
-    rho_new, nu_new = _nielsen_update(rho, nu, ratio, accepted)
+    rho_new, nu_new = _nielsen_update(rho, nu, ratio, accepted, secant)
     x_new = torch.where(accepted[:, None], x_try, x)
     cost_new = torch.where(accepted, cost_try, cost)
 

@@ -145,8 +145,8 @@ def least_squares(
             with status −2.
         workers: SciPy's ``workers`` for parallel finite differences (a map-like callable or
             an int; SciPy ≥ 1.16).
-        damping: the LM trust-region rule (default ``Nielsen(scaling="diag", fast_endgame=True)``;
-            with an explicit ``x_scale`` array ``Nielsen(fast_endgame=True)``), or for ``"gn"`` a
+        damping: the LM trust-region rule (default ``Nielsen(scaling="diag", fast_endgame=True, secant=True)``;
+            with an explicit ``x_scale`` array ``Nielsen(fast_endgame=True, secant=True)``), or for ``"gn"`` a
             paper schedule or a number ρ ≥ 0.
         solver: ``"auto"`` (p×p if N ≥ p, N×N if N < p, CG beyond ``memory_budget``),
             ``"normal"``, ``"kernel"``, ``"cg"``, ``"truncated_cg"``, ``"lstsq"`` or a LinearSolver.
@@ -243,7 +243,8 @@ def least_squares(
     x = reducer.broadcast(x)
     n = int(reducer.sum(torch.tensor(problem.n_outputs)))
     diag, scale_default = _x_scale(x_scale, x, is_op)
-    default_rule = Nielsen(scaling="diag" if scale_default == "jac" else "identity", fast_endgame=True)
+    default_rule = Nielsen(scaling="diag" if scale_default == "jac" else "identity", fast_endgame=True,
+                           secant=True)
     rule = make_step_rule("lm" if method != "gn" else "gn_halving", damping,
                           default=default_rule if method != "gn" else "none", name=method)
     if tr_solver == "lsmr" or (is_op and tr_solver is None):

@@ -90,8 +90,13 @@ class StepRule(ABC):
         """The damping state and the first trial at a new iterate (``state`` None: first iterate)."""
 
     @abstractmethod
-    def judge(self, state: Any, ratio: float, trial_cost: float, cost: float) -> tuple[Any, bool]:
-        """Return ``(state, accepted)`` for a trial with the given gain ratio and costs."""
+    def judge(self, state: Any, ratio: float, trial_cost: float, cost: float,
+              secant: float = math.nan) -> tuple[Any, bool]:
+        """Return ``(state, accepted)`` for a trial with the given gain ratio and costs.
+
+        ``secant``: the factor on ρ that would match the model's curvature along the step to the
+        cost's (:func:`gaussnewton._objective.secant_factor`), for rules that use it.
+        """
 
     @abstractmethod
     def on_reject(self, state: Any, ctx: DampingContext, trial: Trial) -> tuple[Any, Trial | Termination]:
@@ -123,7 +128,9 @@ class TrustRegionStep(StepRule):
         state = self.damping.init(ctx) if state is None else state
         return state, Trial(self.damping.rho(state), self.lr)
 
-    def judge(self, state, ratio, trial_cost, cost):  # noqa: D102
+    def judge(self, state, ratio, trial_cost, cost, secant=math.nan):  # noqa: D102
+        if self.damping.uses_secant:
+            return self.damping.update(state, ratio, secant)
         return self.damping.update(state, ratio)
 
     def on_reject(self, state, ctx, trial):  # noqa: D102
@@ -152,7 +159,7 @@ class FixedStep(StepRule):
         state, rho = self.damping.damping(state, ctx)
         return state, Trial(rho, self.lr)
 
-    def judge(self, state, ratio, trial_cost, cost):  # noqa: D102
+    def judge(self, state, ratio, trial_cost, cost, secant=math.nan):  # noqa: D102
         return state, math.isfinite(trial_cost)
 
     def on_reject(self, state, ctx, trial):  # noqa: D102
@@ -170,7 +177,7 @@ class HalvingStep(FixedStep):
     shortened_steps_test_ftol = False
     safeguarded = True
 
-    def judge(self, state, ratio, trial_cost, cost):  # noqa: D102
+    def judge(self, state, ratio, trial_cost, cost, secant=math.nan):  # noqa: D102
         return state, math.isfinite(trial_cost) and trial_cost < cost
 
     def on_reject(self, state, ctx, trial):  # noqa: D102
@@ -194,7 +201,7 @@ class GradientDescentStep(StepRule):
     def start(self, state, ctx):  # noqa: D102
         return state, Trial(math.inf, self.lr)
 
-    def judge(self, state, ratio, trial_cost, cost):  # noqa: D102
+    def judge(self, state, ratio, trial_cost, cost, secant=math.nan):  # noqa: D102
         return state, math.isfinite(trial_cost)
 
     def on_reject(self, state, ctx, trial):  # noqa: D102

@@ -121,14 +121,20 @@ class TrustRegionRule(DampingSchedule):
 
     trust_region = True
     state_type = TrustState
+    uses_secant = False  # True: ``update`` takes a third argument, the secant factor on ρ
 
     @abstractmethod
     def init(self, ctx: DampingContext) -> TrustState:
         """Return the state (ρ_0) at the first iterate."""
 
     @abstractmethod
-    def update(self, state: TrustState, gain_ratio: float) -> tuple[TrustState, bool]:
-        """Return ``(state, accepted)`` after a trial step with the given gain ratio."""
+    def update(self, state: TrustState, gain_ratio: float, secant: float = math.nan) -> tuple[TrustState, bool]:
+        """Return ``(state, accepted)`` after a trial step with the given gain ratio.
+
+        ``secant`` (passed only to rules with ``uses_secant = True``; a rule may omit the
+        argument otherwise): the factor on ρ that matches the damped model's curvature along the
+        step to the cost's (:func:`gaussnewton._objective.secant_factor`), NaN if undefined.
+        """
 
     def damping(self, state: TrustState, ctx: DampingContext) -> tuple[TrustState, float]:
         """Return ``(state, ρ)``: the current ρ of the state."""

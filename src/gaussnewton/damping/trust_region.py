@@ -13,6 +13,7 @@ Warning:
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from .._errors import GaussNewtonError, check_choice, check_nonneg, check_positive
@@ -54,13 +55,23 @@ class Nielsen(TrustRegionRule):
         fast_endgame: shrink ρ 10× (not ≤ 3×) after a step with gain ratio > 3/4: quadratic
             convergence near zero-residual solutions (:func:`least_squares` turns it on; off by
             default, where it costs network training rejected trials).
+        secant: after an accepted full step, shrink ρ further when the cost's curvature along
+            the step (from the quadratic through its value and slope) is below the damped
+            model's: ρ ← ρ·min(Nielsen's factor, max(q, floor)), q the factor that matches the
+            two (:func:`gaussnewton._objective.secant_factor`), floor 1/10 with
+            ``fast_endgame`` else 1/3. It never raises ρ. At minima where J vanishes
+            (r = x² + 5) the damping must supply the curvature r·r'' that the GN model lacks,
+            and the cubic rule reaches that ρ only linearly (:func:`least_squares` turns it on).
     """
 
     def __init__(self, tau: float = 1e-3, rho0: float | None = None, accept: float = 0.0,
-                 rho_min: float = 0.0, scaling: str = "identity", fast_endgame: bool = False) -> None:
-        if not isinstance(fast_endgame, bool):
-            raise GaussNewtonError(f"`fast_endgame` must be True or False; got {fast_endgame!r}.")
+                 rho_min: float = 0.0, scaling: str = "identity", fast_endgame: bool = False,
+                 secant: bool = False) -> None:
+        for name, flag in (("fast_endgame", fast_endgame), ("secant", secant)):
+            if not isinstance(flag, bool):
+                raise GaussNewtonError(f"`{name}` must be True or False; got {flag!r}.")
         self.fast_endgame = fast_endgame
+        self.secant = self.uses_secant = secant
         self.scaling = check_choice("scaling", scaling, ("identity", "diag"))
         self.tau = check_positive("tau", tau)
         self.rho0 = None if rho0 is None else check_positive("rho0", rho0)
@@ -72,16 +83,20 @@ class Nielsen(TrustRegionRule):
         rho = self.rho0 if self.rho0 is not None else self.tau * base
         return TrustState(max(rho, self.rho_min))
 
-    def update(self, state: TrustState, gain_ratio: float) -> tuple[TrustState, bool]:  # noqa: D102
+    def update(self, state: TrustState, gain_ratio: float,  # noqa: D102
+               secant: float = math.nan) -> tuple[TrustState, bool]:
         if accepts(gain_ratio, self.accept):
             factor = max(1.0 / 3.0, 1.0 - (2.0 * gain_ratio - 1.0) ** 3)
             if self.fast_endgame and gain_ratio > _GOOD_RATIO:  # the GN model is trusted: let ρ fall fast
                 factor = min(factor, _FAST_SHRINK)
+            if self.secant and math.isfinite(secant):  # over-damped along the step: match the curvature
+                factor = min(factor, max(secant, _FAST_SHRINK if self.fast_endgame else 1.0 / 3.0))
             return TrustState(max(state.rho * factor, self.rho_min), 2.0), True
         return replace(state, rho=state.rho * state.nu, nu=2.0 * state.nu), False
 
     def __repr__(self) -> str:
         fast = ", fast_endgame=True" if self.fast_endgame else ""
+        fast += ", secant=True" if self.secant else ""
         return f"Nielsen(tau={self.tau:g}, scaling={self.scaling!r}{fast})"
 
 
@@ -118,7 +133,8 @@ class Marquardt(TrustRegionRule):
         base = 1.0 if self.scaling == "diag" else max(ctx.diag_max, 1e-300)
         return TrustState(max(self.tau * base, self.rho_min))
 
-    def update(self, state: TrustState, gain_ratio: float) -> tuple[TrustState, bool]:  # noqa: D102
+    def update(self, state: TrustState, gain_ratio: float,  # noqa: D102
+               secant: float = math.nan) -> tuple[TrustState, bool]:
         if accepts(gain_ratio, 0.0):
             return TrustState(max(state.rho / self.down, self.rho_min)), True
         return TrustState(state.rho * self.up), False
