@@ -317,7 +317,8 @@ class Stepper:
         if needs_ratio:
             slope, curvature = obj.model_terms(lin, step)
             pred = slope - 0.5 * curvature
-            if isinstance(trial.scale, (int, float)) and trial.scale == 1.0 and self.bounds is None:  # full step: slope − curvature = ρ·sᵀDs
+            full = isinstance(trial.scale, (int, float)) and trial.scale == 1.0 and self.bounds is None
+            if full:  # the full damped step: slope − curvature = ρ·sᵀDs
                 secant = secant_factor(slope, curvature, state.cost - cost)
         ratio = gain_ratio(state.cost - cost, pred) if needs_ratio else math.nan
         return _Outcome(step, u, cost, float(torch.linalg.vector_norm(step)), ratio, predicted=pred, secant=secant)
