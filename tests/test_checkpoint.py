@@ -133,15 +133,28 @@ def test_checkpoint_of_other_data_init_or_structure_is_refused(tmp_path, change,
                    checkpoint=path, checkpoint_every=1)
 
 
-def test_interrupt_keeps_last_accepted_params_and_checkpoint_resumes(tmp_path):
-    """Ctrl-C on step 3: the model holds θ after 3 steps, the checkpoint too; the same model resumes."""
+@pytest.mark.parametrize("how", ["raise", "sigint"])
+def test_interrupt_keeps_last_accepted_params_and_checkpoint_resumes(tmp_path, how):
+    """Ctrl-C on step 3: the model holds θ after 3 steps, the checkpoint too; the same model resumes.
+
+    ``"sigint"`` sends a real SIGINT to this process (Python's default handler raises
+    KeyboardInterrupt in the main thread at the next bytecode); ``"raise"`` raises it directly.
+    """
+    import os
+    import signal
+    import time
+
     X, y = gn.datasets.single_index(40, 3, seed=0)
     ref3 = gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=3)
     ref8 = gn.fit(gn.MLP(3, width=30, alpha=2.0, seed=1), X, y, method="lm", steps=8)
 
     def interrupt(info):
         if info.iteration == 3:
-            raise KeyboardInterrupt
+            if how == "raise":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler's KeyboardInterrupt ends the sleep
+            pytest.fail("SIGINT was not delivered within 5 s")
 
     path = tmp_path / "run.ckpt"
     net = gn.MLP(3, width=30, alpha=2.0, seed=1)
