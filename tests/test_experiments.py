@@ -116,7 +116,7 @@ def test_registry_sizes_follow_the_spec_in_full_mode() -> None:
     assert full.fig3_alphas == (1.0, 4.0, 16.0, 64.0)
     for cfg in configs_for(list(EXPERIMENTS), full, 0):
         assert cfg.regime == (
-            "under" if cfg.experiment == "fig3" or "under" in cfg.name or cfg.dataset == "neuron" else "over"
+            "under" if cfg.experiment in ("fig3", "dt") or "under" in cfg.name or cfg.dataset == "neuron" else "over"
         )
 
 
@@ -136,7 +136,7 @@ def _rows(out: Path) -> list[dict]:
 
 def test_cli_writes_figures_histories_and_report(tiny_out: Path) -> None:
     stems = ("fig1_manifold", "fig2_overparameterized", "fig3_underparameterized", "fig4_conditioning_sweep")
-    for stem in (*stems, "fig5_curvature"):
+    for stem in (*stems, "fig5_curvature", "fig6_flow"):
         for ext in ("png", "pdf"):
             assert (tiny_out / f"{stem}.{ext}").stat().st_size > 10_000
     n_runs = len(configs_for(list(EXPERIMENTS), SIZES["tiny"], 0))
@@ -181,7 +181,8 @@ def test_the_step_ratio_grows_as_lambda0_shrinks(tiny_out: Path) -> None:
 def test_underparameterized_final_loss_grows_with_alpha(tiny_out: Path) -> None:
     for ds in ("single_index", "california"):
         rows = sorted(
-            (r for r in _rows(tiny_out) if r["experiment"] == "fig3" and r["dataset"] == ds and r["method"] == "gn"),
+            (r for r in _rows(tiny_out) if r["experiment"] == "fig3" and r["dataset"] == ds and r["method"] == "gn"
+             and r["dynamics"] == "euler"),
             key=lambda r: r["alpha"],
         )
         finals = [r["final_loss"] for r in rows]
@@ -207,6 +208,44 @@ def test_lazy_regime_identities_and_discrete_gn_claims_hold(tiny_out: Path) -> N
     assert [status[k] for k in ("4", "6", "7", "10", "11")] == ["PASS"] * 5
     worst = max(r["max_loss_increase"] for r in _rows(tiny_out) if r["method"] == "gn")
     assert worst <= 1e-10
+
+
+def test_claims_about_continuous_time_are_judged_on_the_integrated_flows(tiny_out: Path) -> None:
+    claims = {c["number"]: c for c in json.loads((tiny_out / "claims.json").read_text())}
+    for number in ("5", "8", "9", "10"):
+        c = claims[number]
+        assert "flow" in c["title"].lower()
+        assert c["explanation"].startswith("Judged on")  # each states the conditions it is judged under
+        assert "on the Euler runs (Δt = 0.1" in c["explanation"]  # ... next to the Euler verdict
+    assert "window" in claims["5"]["predicted"] and "t→∞" in claims["5"]["predicted"]  # finite window and limit
+    flows = [r for r in _rows(tiny_out) if r["dynamics"] == "flow"]
+    assert {r["experiment"] for r in flows} == {"fig2", "fig3", "dt"}
+    assert {r["ode_method"] for r in flows if r["method"] == "gd"} == {"LSODA"}
+    assert {r["ode_method"] for r in flows if r["method"] == "gn"} == {"DOP853"}
+    report = (tiny_out / "report.md").read_text()
+    assert "## Continuous-time flows (issue #13)" in report and "Largest loss increase along any of the" in report
+
+
+def test_no_loss_increase_along_any_integrated_gn_flow(tiny_out: Path) -> None:
+    flows = [r for r in _rows(tiny_out) if r["dynamics"] == "flow" and r["method"] == "gn"]
+    assert len(flows) >= 10
+    assert max(r["max_loss_increase"] for r in flows) <= 1e-10
+    assert max(r["edi_err"] for r in flows) <= 1e-4  # R(t) − R(t_1) = ∫ dR/dt along each flow (Simpson, h = Δt)
+    status = {c["number"]: c["status"] for c in json.loads((tiny_out / "claims.json").read_text())}
+    assert status["10"] == "PASS"
+
+
+def test_euler_approaches_the_flow_at_first_order(tiny_out: Path) -> None:
+    from gaussnewton_paper.claims import Runs
+    from gaussnewton_paper.flow_claims import dt_convergence
+
+    runs = Runs([io.load_json(p) for p in sorted((tiny_out / "runs").glob("dt-*.json"))])
+    entries = dt_convergence(runs)
+    assert {e["dataset"] for e in entries} == {"single_index", "california"}
+    for e in entries:
+        assert e["dts"] == [0.1, 0.03, 0.01]
+        assert np.all(np.diff(e["errors"]) < 0)  # Euler's loss error shrinks with Δt ...
+        assert all(0.7 <= q <= 1.3 for q in e["orders"]), e  # ... at first order
 
 
 def test_resume_skips_finished_runs(tiny_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

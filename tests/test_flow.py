@@ -177,6 +177,18 @@ def test_undamped_flow_stops_where_g_becomes_singular() -> None:
     assert lm.termination is Termination.STEPS_DONE
 
 
+def test_an_exhausted_evaluation_budget_is_a_clear_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gaussnewton.flow as flow
+
+    monkeypatch.setattr(flow, "MAX_NFEV_PER_POINT", 0)
+    monkeypatch.setattr(flow, "NFEV_BASE", 40)
+    x, y, _, _ = _linear_problem(20, 40, cond=30.0)
+    res = gn.fit(Linear(40), x, y, method="gn", damping=0.0, lr=0.5, steps=40, dynamics="flow")
+    assert res.termination is Termination.INTEGRATOR_FAILED and res.status == -8
+    assert "more than 40 vector-field evaluations" in res.message
+    assert 0 < res.history["t"][-1] < 20 and res.loss < res.initial_loss  # the last accepted point is kept
+
+
 def test_target_loss_stops_the_flow_at_a_grid_point() -> None:
     x, y, _, _ = _linear_problem(20, 40, cond=3.0)
     res = gn.fit(Linear(40), x, y, method="gn", damping=1e-3, lr=0.1, steps=500, dynamics="flow",

@@ -38,7 +38,10 @@ Stops (a :class:`~gaussnewton.result.Termination`): ``STEPS_DONE`` at ``t = step
 ρ = 0 and λ_min of the Gram matrix being solved (G = J_FᵀJ_F/n if p < n, K if p ≥ n) falls to
 ``singular_tol`` or the solve fails — the flow is undefined there; the stop time is in the
 message and the last row is the last accepted point; ``INTEGRATOR_FAILED`` when the ODE solver
-gives up (step size below the spacing of floats).
+gives up (step size below the spacing of floats) or needs more than
+``MAX_NFEV_PER_POINT·steps + 10⁴`` evaluations of the vector field — a flow that is stiff in
+parameter space: an undamped GN flow far from the lazy regime with an ill-conditioned G (λ_G ≈ 1e-11,
+α = 16 in the reproduction's sweep) made DOP853 take steps of ≈ 4e-7.
 """
 
 from __future__ import annotations
@@ -71,11 +74,21 @@ IMPLICIT = frozenset({"LSODA", "Radau", "BDF"})
 DEFAULT_RTOL = 1e-8
 DEFAULT_ATOL = 1e-10
 SINGULAR_TOL = 1e-12  # λ_min of the solved Gram matrix (paper units) at which undamped GN is undefined
+MAX_NFEV_PER_POINT = 250  # vector-field evaluations allowed per grid point (+ a fixed 10⁴): then INTEGRATOR_FAILED
+NFEV_BASE = 10_000
 
 
-def choose_method(rule: StepRule) -> str:
-    """The ODE method for a flow: LSODA (stiff) for gradient flow, DOP853 for GN/LM flows (module docstring)."""
-    return "LSODA" if isinstance(rule, GradientDescentStep) else "DOP853"
+def choose_method(rule: StepRule | str) -> str:
+    """The ODE method for a flow: LSODA (stiff) for gradient flow, DOP853 for GN/LM flows (module docstring).
+
+    Args:
+        rule: the step rule, or ``fit``'s method name (``"gd"`` is gradient flow).
+
+    Returns:
+        str: a ``scipy.integrate`` solver name.
+    """
+    gradient = rule == "gd" if isinstance(rule, str) else isinstance(rule, GradientDescentStep)
+    return "LSODA" if gradient else "DOP853"
 
 
 def linear_flow_residual(coef: np.ndarray, lam: np.ndarray, rho: float | None, t: float) -> np.ndarray:
@@ -127,7 +140,7 @@ class _Field:
         self.rule = stepper.rule
         self.state = stepper.init(obj, theta0, history=False)
         self.dtype, self.device = theta0.dtype, theta0.device
-        self.nfev = 0
+        self.nfev, self.max_nfev = 0, 0
 
     def at(self, theta: torch.Tensor, t: float, spectrum: bool, check: bool = True) -> _Point:
         obj, st = self.obj, self.state
@@ -160,6 +173,9 @@ class _Field:
 
     def fun(self, t: float, y: np.ndarray) -> np.ndarray:
         self.nfev += 1
+        if self.nfev > self.max_nfev:
+            raise _Stop(Termination.INTEGRATOR_FAILED, t, f"more than {self.max_nfev} vector-field evaluations: the "
+                        "flow is stiff or nearly singular here (try damping)")
         spectrum = self.rule.uses_solver  # undamped GN needs λ_min at every evaluation (SINGULAR)
         return self.at(self._theta(y), t, spectrum).v.detach().cpu().numpy().astype(np.float64)
 
@@ -215,6 +231,7 @@ def integrate(obj: Objective, rule: StepRule, solver: Any, theta0: torch.Tensor,
     method = choose_method(rule) if method == "auto" else method
     stepper = Stepper(rule, solver, track_kernel=True)
     field = _Field(obj, stepper, theta0.detach().clone(), singular_tol)
+    field.max_nfev = MAX_NFEV_PER_POINT * steps + NFEV_BASE
     grid = dt * np.arange(1, steps + 1, dtype=float)
     t_end = float(grid[-1])
     rows: dict[str, list[Any]] = {k: [] for k in _COLUMNS}

@@ -10,7 +10,9 @@ Columns (rates per unit time t = k·Δt; a rate c means the gap decays like exp(
 * ``rate_bound``: the theorem's guaranteed rate (from the measured λ₀, κ, ρ; μ = L = 1);
 * ``rate_sharp``: the lazy-regime slowest-mode rate of the discrete iteration actually run
   (``−2 ln(1 − Δt·λ/(λ+ρ))/Δt`` with λ the tracked λ_min(K_t); GF: ``−2 ln(1 − lr·λ)/lr``;
-  undamped GN for p < n: ``−2 ln(1 − Δt)/Δt``);
+  undamped GN for p < n: ``−2 ln(1 − Δt)/Δt``); for a flow run (``dynamics="flow"``) the
+  continuous t → ∞ rate ``2λ/(λ+ρ)`` (GF ``2λ``, undamped p < n: 2);
+* ``edi_err`` (flows): :func:`~.theory.edi_consistency` of the integrated loss and its recorded dR/dt;
 * ``rate_linear``: the slope of the linearized (fixed-kernel K_0) model's loss curve over the
   same window as the observed fit (all modes, not just the slowest);
 * ``rate_observed``: fitted slope of log(gap) over the asymptotic window;
@@ -70,7 +72,7 @@ def _bound(cfg: RunConfig, lam0: float, lr: float) -> tuple[str, float]:
     if cfg.damping == "adaptive":
         return "Cor. 9", th.rate_bound_adaptive(cfg.damping_value)
     rho = _lazy_rho(cfg, lam0)
-    if lr >= 1.0:  # GN-DT: Theorem 7's per-step loss factor, as a rate per unit time
+    if lr >= 1.0 and cfg.dynamics == "euler":  # GN-DT: Theorem 7's per-step loss factor, as a rate per unit time
         return "Thm 7", -math.log(th.theorem7_factor(lr, lam0, rho)) / lr
     return "Lemma 3/Thm 5", th.rate_bound_constant(lam0, rho)
 
@@ -105,18 +107,21 @@ def analyze(rec: dict[str, Any], r_star: float | None = None) -> dict[str, Any]:
     lam_ref = float(np.mean(window_lams)) if window_lams.size else lam0
 
     eigs, coef2 = np.asarray(ex["eigs0"], dtype=float), np.asarray(ex["coef2"], dtype=float)
+    flow = cfg.dynamics == "flow"  # the flow's factor over a time lr is exp(−lr·gain): same formulas, t = k·lr
+    factor_gn = th.flow_factor_gn if flow else th.mode_factor_gn
+    factor_gf = th.flow_factor_gf if flow else th.mode_factor_gf
     if cfg.method == "gd":
-        factors = th.mode_factor_gf(eigs, lr)
-        rate_sharp = th.rate_from_factor(th.mode_factor_gf(lam_ref, lr), lr)
+        factors = factor_gf(eigs, lr)
+        rate_sharp = th.rate_from_factor(factor_gf(lam_ref, lr), lr)
     elif over:
-        factors = th.mode_factor_gn(eigs, _lazy_rho(cfg, lam0), lr)
-        rate_sharp = th.rate_from_factor(th.mode_factor_gn(lam_ref, _lazy_rho(cfg, lam_ref), lr), lr)
+        factors = factor_gn(eigs, _lazy_rho(cfg, lam0), lr)
+        rate_sharp = th.rate_from_factor(factor_gn(lam_ref, _lazy_rho(cfg, lam_ref), lr), lr)
     else:
-        factors = th.mode_factor_gn(eigs, cfg.damping_value, lr)
-        rate_sharp = th.rate_from_factor(th.mode_factor_gn(1.0, cfg.damping_value, lr), lr)
+        factors = factor_gn(eigs, cfg.damping_value, lr)
+        rate_sharp = th.rate_from_factor(factor_gn(1.0, cfg.damping_value, lr), lr)
     squared = cfg.loss == "squared"
     if not squared:  # the lazy model above is the quadratic loss's; Thm 10(2): local rate 2/(1+κ)
-        local = th.mode_factor_gn(1.0, cfg.damping_value, lr)
+        local = factor_gn(1.0, cfg.damping_value, lr)
         rate_sharp = th.rate_from_factor(local, lr) if cfg.damping == "curvature_local" else math.nan
     rate_linear = math.nan
     if squared and math.isfinite(t_a) and t_b > t_a:
@@ -156,7 +161,14 @@ def analyze(rec: dict[str, Any], r_star: float | None = None) -> dict[str, Any]:
     if math.isfinite(rate_bound):
         bound_ok = bool(np.all(gap <= gap0 * np.exp(-rate_bound * t) * (1 + 1e-9) + 1e-300))
     increases = np.diff(np.concatenate([[r0], loss]))
+    edi = th.edi_consistency(t, loss, nan_list(h["dloss_dt"])) if flow and "dloss_dt" in h else math.nan
     return {
+        "dynamics": cfg.dynamics,
+        "termination": s.get("termination", ""),
+        "t_end": float(t[-1]) if t.size else 0.0,
+        "ode_method": s.get("ode_method", ""),
+        "nfev": int(s.get("nfev", 0)),
+        "edi_err": edi,
         "key": rec["key"],
         "experiment": cfg.experiment,
         "dataset": cfg.dataset,

@@ -74,23 +74,31 @@ class Runs:
     @staticmethod
     def _group(r: dict[str, Any]) -> tuple[Any, ...]:
         c = r["config"]
-        return (c["experiment"], c["dataset"], c["n"], c["width"], c["alpha"], c["spread"], c["seed"])
+        return (c["experiment"], c["dataset"], c["n"], c["width"], c["alpha"], c["spread"], c["seed"],
+                c.get("dynamics", "euler"))
 
     def select(
-        self, experiment: str, dataset: str | None = None, pred: Callable[[dict[str, Any]], bool] | None = None
+        self,
+        experiment: str,
+        dataset: str | None = None,
+        pred: Callable[[dict[str, Any]], bool] | None = None,
+        dynamics: str = "euler",
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(record, row) pairs of an experiment, optionally one data set and a predicate on the row."""
+        """(record, row) pairs of an experiment and dynamics, optionally one data set and a predicate on the row."""
         return [
             (r, row)
             for r, row in zip(self.records, self.rows, strict=True)
             if row["experiment"] == experiment
+            and row["dynamics"] == dynamics
             and (dataset is None or row["dataset"] == dataset)
             and (pred is None or pred(row))
         ]
 
-    def one(self, experiment: str, dataset: str, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The run with this name, or None."""
-        found = self.select(experiment, dataset, lambda row: row["name"] == name)
+    def one(
+        self, experiment: str, dataset: str, name: str, dynamics: str = "euler"
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The run with this name (and dynamics), or None."""
+        found = self.select(experiment, dataset, lambda row: row["name"] == name, dynamics)
         return found[0] if found else None
 
 
@@ -450,7 +458,11 @@ def claim_9(runs: Runs) -> Claim:
 def claim_10(runs: Runs) -> Claim:
     """u̇ = αJθ̇ = −K(K+ρ)⁻¹r (−P r for ρ = 0), dR/dt = −(1/n)‖Pr‖², R non-increasing."""
     title = "Riemannian-flow identities: u̇ = −P r, dR/dt = −‖Pr‖²/n, R ↓"
-    squared = [(r, row) for r, row in runs.by_key.values() if row["loss"] == "squared"]
+    squared = [  # the Euler runs of the figures (the Δt-convergence runs of `dt` are Figure 6's evidence)
+        (r, row)
+        for r, row in runs.by_key.values()
+        if row["loss"] == "squared" and row["dynamics"] == "euler" and row["experiment"] != "dt"
+    ]
     ident = [
         r["extras"]["step1_function_space_rel_err"]
         for r, _ in squared
@@ -579,5 +591,7 @@ CLAIMS: tuple[Callable[[Runs], Claim], ...] = (
 
 
 def evaluate(runs: Runs) -> list[Claim]:
-    """All claims, in order."""
-    return [c(runs) for c in CLAIMS]
+    """All claims, in order; claims 5, 8, 9, 10 on the integrated flows (:mod:`.flow_claims`, issue #13)."""
+    from .flow_claims import FLOW_CLAIMS  # it builds on this module
+
+    return [FLOW_CLAIMS.get(c.__name__.removeprefix("claim_"), c)(runs) for c in CLAIMS]

@@ -1,6 +1,6 @@
 """Command line: ``gaussnewton reproduce`` and ``gaussnewton list``.
 
-``gaussnewton reproduce [fig1|fig2|fig3|sweep|curvature|all ...] [--quick] [--out DIR] [--seed N]
+``gaussnewton reproduce [fig1|fig2|fig3|sweep|dt|curvature|all ...] [--quick] [--out DIR] [--seed N]
 [--device cpu|cuda] [--resume] [--jobs N] [--threads N]`` runs the paper's experiments,
 saves every run the moment it finishes (``DIR/runs/<key>.json`` + ``.csv``), then draws the
 figures (PNG + PDF), evaluates the theory check and the claims, and writes ``report.md``.
@@ -38,7 +38,7 @@ from typing import Any
 
 __all__ = ["Interrupted", "main"]
 
-EXPERIMENTS_ALL = ("fig1", "fig2", "fig3", "sweep", "curvature")
+EXPERIMENTS_ALL = ("fig1", "fig2", "fig3", "sweep", "dt", "curvature")
 EXPERIMENT_CHOICES = (*EXPERIMENTS_ALL, "all")
 DEFAULT_OUT = "results"
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)

@@ -18,10 +18,11 @@ __all__ = ["DATASETS", "DAMPINGS", "RunConfig", "SIZES", "Sizes"]
 DATASETS = ("single_index", "california", "neuron")
 DAMPINGS = ("adaptive", "data", "constant", "curvature_local", "gf")
 LOSSES = ("squared", "weighted", "weighted_no_curvature")
-LATE_FIELDS = {"loss": "squared", "loss_mu": 1.0}  # added with claim 11; omitted from keys at these defaults
+LATE_FIELDS = {"loss": "squared", "loss_mu": 1.0, "dynamics": "euler"}  # added later; left out of keys at defaults
 METHODS = ("gn", "gd")
 LR_RULES = ("fixed", "stable")
 CAPTURES = ("first", "all")
+DYNAMICS = ("euler", "flow")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +55,8 @@ class RunConfig:
             (c_j(u − y_j)²/2 with c_j log-uniform in [μ, 1], generalized GN matrix JᵀΛJ) or
             ``weighted_no_curvature`` (the same loss, preconditioner that ignores Λ) — claim 11.
         loss_mu: μ, the smallest weight c_j of the weighted loss.
+        dynamics: ``euler`` (Euler / GN-DT steps of size ``lr``) or ``flow`` (the continuous
+            flow integrated with error control, :mod:`gaussnewton.flow`, reported at t = k·lr).
     """
 
     experiment: str
@@ -77,6 +80,7 @@ class RunConfig:
     capture: str = "first"
     loss: str = "squared"
     loss_mu: float = 1.0
+    dynamics: str = "euler"
 
     def __post_init__(self) -> None:
         checks = [
@@ -95,6 +99,7 @@ class RunConfig:
             (0 < self.spread <= 1, f"`spread` must lie in (0, 1]; got {self.spread}."),
             (self.loss in LOSSES, f"`loss` must be one of {LOSSES}; got {self.loss!r}."),
             (0 < self.loss_mu <= 1, f"`loss_mu` must lie in (0, 1]; got {self.loss_mu}."),
+            (self.dynamics in DYNAMICS, f"`dynamics` must be one of {DYNAMICS}; got {self.dynamics!r}."),
         ]
         for ok, message in checks:
             if not ok:
@@ -119,10 +124,18 @@ class RunConfig:
         fields_ = {k: v for k, v in asdict(self).items() if LATE_FIELDS.get(k, object()) != v}
         blob = json.dumps(fields_, sort_keys=True).encode()
         digest = hashlib.sha1(blob).hexdigest()[:10]
-        return f"{self.experiment}-{self.dataset}-{self.name}-{digest}"
+        flow = "-flow" if self.dynamics == "flow" else ""
+        return f"{self.experiment}-{self.dataset}-{self.name}{flow}-{digest}"
 
     def label(self) -> str:
-        """Legend label in the paper's symbols."""
+        """Legend label in the paper's symbols (``… (flow)`` for the integrated continuous flow)."""
+        if self.dynamics == "flow":
+            base = self.label_euler().replace(f" (lr = {self.lr:g}/λ_max)", "").replace(f" (Δt = {self.lr:g})", "")
+            return f"{base} (flow)"
+        return self.label_euler()
+
+    def label_euler(self) -> str:
+        """The label of the discrete run."""
         v = f"{self.damping_value:g}"
         if self.method == "gd":
             return f"GF (lr = {self.lr:g}/λ_max)" if self.lr_rule == "stable" else f"GF (Δt = {self.lr:g})"
@@ -169,6 +182,9 @@ class Sizes:
     curv_width: int
     curv_steps: int
     curv_mus: tuple[float, ...] = field(default=(1.0, 0.1, 0.01))
+    conv_t_end: float = 10.0  # Δt-convergence panel (issue #13): Euler Δt ∈ conv_dts vs the flow up to this t
+    conv_dts: tuple[float, ...] = field(default=(0.1, 0.03, 0.01))
+    conv_alphas: tuple[float, ...] = field(default=(1.0, 4.0))
     gf_factors: tuple[float, ...] = field(default=(1.9, 1.0, 0.5))
 
 
@@ -254,5 +270,7 @@ SIZES: dict[str, Sizes] = {
         curv_width=40,
         curv_steps=200,
         gf_factors=(1.9,),
+        conv_t_end=2.0,
+        conv_alphas=(1.0,),
     ),
 }

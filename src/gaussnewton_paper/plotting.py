@@ -528,6 +528,12 @@ def figure_curvature(runs: Runs) -> Figure | None:
     return fig
 
 
+def _figure_flow(runs: Runs) -> Figure | None:
+    from .plotting_flow import figure_flow  # it builds on this module's style
+
+    return figure_flow(runs)
+
+
 def draw_all(runs: Runs, surf: dict[str, Any] | None, out: Path) -> list[Path]:
     """Draw every figure whose runs are present; return the written paths."""
     written: list[Path] = []
@@ -537,6 +543,7 @@ def draw_all(runs: Runs, surf: dict[str, Any] | None, out: Path) -> list[Path]:
         ("fig3_underparameterized", lambda: figure3(runs)),
         ("fig4_conditioning_sweep", lambda: figure_sweep(runs)),
         ("fig5_curvature", lambda: figure_curvature(runs)),
+        ("fig6_flow", lambda: _figure_flow(runs)),
     )
     for stem, make in makers:
         fig = make()

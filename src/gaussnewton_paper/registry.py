@@ -102,6 +102,11 @@ def _fig2(s: Sizes, seed: int) -> list[RunConfig]:
         for a in s.fig2_alphas[1:]:
             out.append(RunConfig(name=f"gn_adaptive_a{a:g}", damping="adaptive", damping_value=1.0, alpha=a, **gn))
             out.append(RunConfig(name=f"gn_data_k1_a{a:g}", damping="data", damping_value=1.0, alpha=a, **gn))
+        # the continuous flows of Cor. 9 / Lemma 3 / Thm 5 (issue #13): same names, dynamics="flow"
+        flow = dict(gn, alpha=ALPHA_OVER, dynamics="flow")
+        out.append(RunConfig(name="gn_adaptive", damping="adaptive", damping_value=1.0, **flow))
+        out += [RunConfig(name=f"gn_data_k{k:g}", damping="data", damping_value=k, **flow) for k in KAPPAS]
+        out.append(RunConfig(name="gn_constant", damping="constant", damping_value=RHO_CONSTANT, **flow))
     return out
 
 
@@ -119,6 +124,25 @@ def _fig3(s: Sizes, seed: int) -> list[RunConfig]:
             out.append(
                 RunConfig(name=f"gf_a{a:g}", method="gd", damping="gf", lr=s.gf_factors[0], lr_rule="stable", **base)
             )
+            # Theorem 25 is about the flow (issue #13): undamped GN flow and gradient flow on the same time span
+            out.append(RunConfig(name=f"gn_undamped_a{a:g}", method="gn", damping="constant", damping_value=0.0, lr=DT,
+                                 dynamics="flow", **base))
+            out.append(RunConfig(name=f"gf_a{a:g}", method="gd", damping="gf", lr=s.gf_factors[0], lr_rule="stable",
+                                 dynamics="flow", **base))
+    return out
+
+
+def _dt(s: Sizes, seed: int) -> list[RunConfig]:
+    """Δt-convergence (issue #13): Euler with Δt ∈ conv_dts against the flow, undamped GN, p < n, small α."""
+    out: list[RunConfig] = []
+    widths = {"single_index": s.fig3_width_si, "california": s.fig3_width_cal}
+    fine = min(s.conv_dts)
+    for ds, d in DATA_DIMS.items():
+        for a in s.conv_alphas:
+            base = dict(experiment="dt", dataset=ds, n=s.fig3_n, d=d, width=widths[ds], alpha=a, seed=seed,
+                        method="gn", damping="constant", damping_value=0.0, name=f"gn_undamped_a{a:g}")
+            out += [RunConfig(lr=dt, steps=round(s.conv_t_end / dt), **base) for dt in s.conv_dts]
+            out.append(RunConfig(lr=fine, steps=round(s.conv_t_end / fine), dynamics="flow", **base))
     return out
 
 
@@ -265,6 +289,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Underparameterized: inputs bunched (spread) → smaller λ_min(G); rates of GN and GF.",
             _sweep,
             {"tiny": 5, "quick": 25, "full": 360},
+        ),
+        Experiment(
+            "dt",
+            "Δt-convergence: Euler with Δt = 0.1, 0.03, 0.01 against the integrated flow",
+            "Undamped GN, p < n, α = 1 and 4 (quick/full; tiny: α = 1): the loss of Euler runs approaching the "
+            "error-controlled flow as Δt shrinks (first order), and where Euler departs from it.",
+            _dt,
+            {"tiny": 3, "quick": 25, "full": 60},
         ),
         Experiment(
             "curvature",

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 import gaussnewton as gn
+from gaussnewton.flow import choose_method
 from gaussnewton.models import activation_constants
 
 from .config import RunConfig
@@ -36,6 +37,8 @@ MODEL_SEED_OFFSET = 1000  # the network's seed is seed + 1000, so W and the data
 TRAJECTORY_POINTS = 400  # Figure 1 keeps at most this many points of each trajectory
 POLISH_STEPS = 60  # undamped GN-DT (η = 1) steps that refine R* when a p < n run has not converged
 POLISH_IF = 1e-10  # ... i.e. when ‖P r‖ > 1e-10·‖r‖ at its last step
+FLOW_RTOL = 1e-10  # ODE tolerances of the flow runs: the loss stays resolved down to 1e-13·R₀ (docs/flow.md)
+FLOW_ATOL = 1e-12
 
 
 @cache
@@ -169,7 +172,7 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
         k = info.iteration
         if cfg.capture == "all" or k == 1:
             captured[k] = info.params.detach().clone()
-        if cfg.kernel_every and (k == 1 or k % cfg.kernel_every == 0 or k == cfg.steps):
+        if cfg.kernel_every and cfg.dynamics == "euler" and (k == 1 or k % cfg.kernel_every == 0 or k == cfg.steps):
             kernel[k] = _extremes(problem, info.params, alpha, n)
 
     target = None if cfg.target_fraction is None else cfg.target_fraction * initial_loss
@@ -184,7 +187,9 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
             damping=_damping(cfg),
             lr=lr,
             steps=cfg.steps,
-            dynamics="euler",
+            dynamics=cfg.dynamics,
+            rtol=FLOW_RTOL,
+            atol=FLOW_ATOL,
             loss=loss,
             track_kernel=cfg.method == "gn",
             target_loss=target,
@@ -194,13 +199,16 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
     wall = time.perf_counter() - start
 
     hist = {k: [float(v) for v in vals] for k, vals in res.history.items() if k != "cost"}
-    hist["t"] = [lr * (k + 1) for k in range(res.steps)]
+    if cfg.dynamics == "euler":
+        hist["t"] = [lr * (k + 1) for k in range(res.steps)]
     for k, (lo, hi) in kernel.items():
         if k <= res.steps:
             hist["lambda_min"][k - 1], hist["lambda_max"][k - 1] = lo, hi
 
     extras: dict[str, Any] = {"eigs0": eigs0.tolist(), "coef2": coef2.tolist()}
-    if cfg.loss == "squared":  # the identities below are those of the quadratic loss
+    if cfg.loss == "squared" and cfg.dynamics == "flow":
+        extras.update(_flow_checks(cfg, problem, captured.get(1), y, hist))
+    elif cfg.loss == "squared":  # the identities below are those of the quadratic loss
         extras.update(_first_step_checks(cfg, problem, theta0, captured.get(1), jf0, u0, s0, y, lr, hist))
     extras.update(_final_checks(cfg, problem, res.params.detach(), theta0, jf0, u0, s0, y))
     if cfg.regime == "under" and cfg.method == "gn" and extras["stationarity"] > POLISH_IF * extras["residual_norm"]:
@@ -235,7 +243,13 @@ def execute(cfg: RunConfig, device: str = "cpu", progress: bool = False) -> dict
         "R_lin": r_lin,
         "c_sigma": tanh_c_sigma(),
         "library_initial_loss": float(res.initial_loss),
+        "dynamics": cfg.dynamics,
+        "message": res.message,
+        "t_end": hist["t"][-1] if hist.get("t") else 0.0,
     }
+    if cfg.dynamics == "flow":
+        summary.update(ode_method=choose_method(cfg.method), nfev=int(hist["nfev"][-1]) if hist["nfev"] else 0,
+                       ode_steps=int(hist["ode_steps"][-1]) if hist["ode_steps"] else 0, rtol=FLOW_RTOL, atol=FLOW_ATOL)
     return {
         "key": cfg.key(),
         "summary": summary,
@@ -267,6 +281,29 @@ def _first_step_checks(cfg: RunConfig, problem, theta0, theta1, jf0, u0, s0, y, 
         "step1_dRdt_predicted": rate_pred,
         "step1_dRdt_finite_difference": rate_fd,
     }
+
+
+def _flow_checks(cfg: RunConfig, problem, theta1, y, hist) -> dict[str, Any]:
+    """The energy identity at the first grid point t_1, computed here independently of the library.
+
+    ``dR/dt = −(1/n) rᵀK(K + ρI)⁻¹r`` (``−‖P r‖²/n`` for ρ = 0 and p < n; ``−rᵀKr/n`` for GF) from the
+    SVD of J_F at θ(t_1), against the flow's recorded ``dloss_dt`` (∇R·θ̇ of its own vector field).
+    """
+    if theta1 is None or not hist["loss"]:
+        return {}
+    n = cfg.n
+    _, u1, s1, _ = _svd(problem, theta1, cfg.alpha, n)
+    with torch.no_grad():
+        z = u1.T @ (problem.outputs(theta1) - y)
+    s2 = s1**2
+    if cfg.method == "gd":
+        gain = s2
+    else:
+        rho = hist["damping"][0]
+        gain = s2 / (s2 + rho) if rho > 0 else torch.ones_like(s2)
+    predicted = -float(z @ (gain * z)) / n
+    return {"flow_dRdt_t1_predicted": predicted, "flow_dRdt_t1_recorded": hist["dloss_dt"][0],
+            "flow_dRdt_t1_rel_err": abs(hist["dloss_dt"][0] / predicted - 1) if predicted != 0 else math.nan}
 
 
 def _final_checks(cfg: RunConfig, problem, theta, theta0, jf0, u0, s0, y) -> dict[str, Any]:

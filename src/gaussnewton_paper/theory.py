@@ -39,6 +39,9 @@ __all__ = [
     "steps_to_fraction",
     "theorem7_factor",
     "width_requirement",
+    "edi_consistency",
+    "flow_factor_gf",
+    "flow_factor_gn",
 ]
 
 TANH_CONSTANTS = {"sigma0": 1.0, "sigma1": 1.0, "sigma2": 4.0 / (3.0 * math.sqrt(3.0))}
@@ -132,6 +135,47 @@ def mode_factor_gf(lam: float | np.ndarray, lr: float) -> float | np.ndarray:
     """Residual factor per gradient-descent step on a kernel mode λ: ``1 − lr·λ``."""
     out = 1.0 - lr * np.asarray(lam, dtype=float)
     return float(out) if np.ndim(out) == 0 else out
+
+
+def flow_factor_gn(lam: float | np.ndarray, rho: float, dt: float) -> float | np.ndarray:
+    """Residual factor of the GN *flow* over a time Δt on a kernel mode λ (lazy): ``exp(−Δt·λ/(λ+ρ))``."""
+    lam_arr = np.asarray(lam, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(lam_arr + rho > 0, lam_arr / (lam_arr + rho), 0.0)
+    out = np.exp(-dt * frac)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def flow_factor_gf(lam: float | np.ndarray, dt: float) -> float | np.ndarray:
+    """Residual factor of gradient flow over a time Δt on a kernel mode λ: ``exp(−Δt·λ)``."""
+    out = np.exp(-dt * np.asarray(lam, dtype=float))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def edi_consistency(t: Sequence[float], loss: Sequence[float], rate: Sequence[float]) -> float:
+    """How well an integrated loss curve obeys its own energy identity: ``R(t) − R(t_1) = ∫ dR/dt``.
+
+    Composite Simpson on the uniform grid t_1, t_2, … (an odd number of points is used; an off-grid
+    last point, e.g. a stop time, is dropped): ``max_k |R(t_k) − R(t_1) − ∫_{t_1}^{t_k} dR/dt|``
+    over even k, divided by the total decrease ``R(t_1) − min R``.
+
+    Returns:
+        float: the relative error (NaN with fewer than 3 grid points or no decrease).
+    """
+    t_arr, r_arr, d_arr = (np.asarray(v, dtype=float) for v in (t, loss, rate))
+    if t_arr.size >= 2:
+        h = t_arr[1] - t_arr[0]
+        uniform = np.flatnonzero(np.abs(np.diff(t_arr) - h) <= 1e-9 * max(h, 1e-300))
+        last = int(uniform[-1]) + 2 if uniform.size and np.all(uniform == np.arange(uniform.size)) else 1
+        t_arr, r_arr, d_arr = t_arr[:last], r_arr[:last], d_arr[:last]
+    if t_arr.size < 3:
+        return math.nan
+    h = t_arr[1] - t_arr[0]
+    pieces = h / 3.0 * (d_arr[0:-2:2] + 4.0 * d_arr[1:-1:2] + d_arr[2::2])
+    integral = np.cumsum(pieces)
+    err = np.abs(r_arr[2::2] - r_arr[0] - integral)
+    drop = float(r_arr[0] - np.min(r_arr))
+    return float(np.max(err) / drop) if drop > 0 else math.nan
 
 
 def rate_from_factor(factor: float, dt: float) -> float:
