@@ -16,7 +16,7 @@ class Termination(enum.Enum):
     """Why a solver stopped. ``value`` is the status code (SciPy's codes where they exist).
 
     ``success`` is True for codes > 0, as in :func:`scipy.optimize.least_squares`. Codes 0–4
-    and −2 (the callback stopped the run) are SciPy's; 5–8 and −3, −4, −5, −7, −8 are this library's
+    and −2 (the callback stopped the run) are SciPy's; 5–8 and −3 … −8 are this library's
     own (SciPy has no such stops; −1, MINPACK's "improper input", is raised as an error here);
     −7 and −8 end a continuous-time flow (``fit(..., dynamics="flow")``, :mod:`gaussnewton.flow`).
 
@@ -39,6 +39,7 @@ class Termination(enum.Enum):
     DAMPING_MAX = -3
     NONFINITE = -4
     NO_DECREASE = -5
+    LOSS_INCREASED = -6
     SINGULAR = -7
     INTEGRATOR_FAILED = -8
 
@@ -62,7 +63,8 @@ _MESSAGES = {
     Termination.FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
     Termination.STEPS_DONE: "The requested number of steps was completed.",
     Termination.TARGET: "The target loss was reached.",
-    Termination.NONFINITE: "The residuals, loss or Jacobian became non-finite (NaN/Inf); "
+    Termination.NONFINITE: "The residuals, loss or Jacobian became non-finite (NaN/Inf), or the Gram matrix "
+    "JᵀJ overflowed so that its eigendecomposition failed; "
     "stopped and kept the last parameters with a finite cost. Lower the step size `lr`, "
     "use damping, or check the model for overflow.",
     Termination.DAMPING_MAX: "The damping reached its maximum (or the damped system could not be "
@@ -75,6 +77,9 @@ _MESSAGES = {
     "steps; the parameters with the best validation loss were restored.",
     Termination.NO_DECREASE: "Step halving found no decrease of the cost (undamped GN step is "
     "not a descent direction to working precision); try method='lm'.",
+    Termination.LOSS_INCREASED: "Every step was taken (GN-DT / gradient descent accept any finite step) and the "
+    "final cost is above the initial cost: the run diverged or oscillated. Use method='lm' (trust region) "
+    "or 'gn_halving', a smaller `lr`, or more damping.",
     Termination.SINGULAR: "The undamped flow reached a point where H_ρ is singular (ρ = 0 and λ_min of the "
     "Gram matrix fell to `singular_tol`, or it could not be factored): θ̇ is undefined there. Use damping "
     "ρ > 0 (the LM flow) or a larger output scale α.",
