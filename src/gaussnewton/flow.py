@@ -36,8 +36,9 @@ iteration, so it sets the cost, not the accuracy). Errors are controlled on θ
 Stops (a :class:`~gaussnewton.result.Termination`): ``STEPS_DONE`` at ``t = steps·lr``;
 ``TARGET`` (loss ≤ target at a grid point); ``CALLBACK``; ``NONFINITE``; ``SINGULAR`` when
 ρ = 0 and λ_min of the Gram matrix being solved (G = J_FᵀJ_F/n if p < n, K if p ≥ n) falls to
-``singular_tol`` or the solve fails — the flow is undefined there; the stop time is in the
-message and the last row is the last accepted point; ``INTEGRATOR_FAILED`` when the ODE solver
+``singular_tol`` (checked at every accepted step and grid point) or the factorization fails at
+any stage — the flow is undefined there; the stop time is in the message and the last row is
+the last accepted point; ``INTEGRATOR_FAILED`` when the ODE solver
 gives up (step size below the spacing of floats) or needs more than
 ``MAX_NFEV_PER_POINT·steps + 10⁴`` evaluations of the vector field — a flow that is stiff in
 parameter space: an undamped GN flow far from the lazy regime with an ill-conditioned G (λ_G ≈ 1e-11,
@@ -154,8 +155,8 @@ class _Field:
             raise _Stop(Termination.NONFINITE, t)
         prepared, ctx, lam, lin = self.stepper._prepare(obj, lin, st)
         _, trial = self.rule.start(st.damping_state, ctx)
-        if check and self.rule.uses_solver and trial.rho == 0.0:  # undamped: H = G (or K) itself must be invertible
-            lam_min = float(lam[0]) if lam is not None else ctx.lambda_min()
+        if check and lam is not None and self.rule.uses_solver and trial.rho == 0.0:  # undamped: H = G (or K)
+            lam_min = float(lam[0])  # ... itself must be invertible
             if not lam_min > self.singular_tol:
                 raise _Stop(Termination.SINGULAR, t, f"λ_min = {lam_min:.3g} ≤ singular_tol = {self.singular_tol:g}")
         try:
@@ -176,8 +177,9 @@ class _Field:
         if self.nfev > self.max_nfev:
             raise _Stop(Termination.INTEGRATOR_FAILED, t, f"more than {self.max_nfev} vector-field evaluations: the "
                         "flow is stiff or nearly singular here (try damping)")
-        spectrum = self.rule.uses_solver  # undamped GN needs λ_min at every evaluation (SINGULAR)
-        return self.at(self._theta(y), t, spectrum).v.detach().cpu().numpy().astype(np.float64)
+        # no eigendecomposition at the stages (a failed factorization still stops: SINGULAR); λ_min is
+        # checked at every accepted step and grid point instead
+        return self.at(self._theta(y), t, False).v.detach().cpu().numpy().astype(np.float64)
 
     def jac(self, t: float, y: np.ndarray) -> np.ndarray:
         """GN Jacobian of the gradient-flow field: ∂v/∂θ ≈ −AᵀA/unit (dense, p×p)."""
@@ -242,6 +244,7 @@ def integrate(obj: Objective, rule: StepRule, solver: Any, theta0: torch.Tensor,
         first = field.at(prev, 0.0, True)
         field.state.damping_state, _ = rule.start(None, first.ctx)
         cost0 = first.cost
+        undamped = rule.uses_solver and first.rho == 0.0  # λ_min(G_t) is checked at each accepted step
         kwargs: dict[str, Any] = {"jac": field.jac} if method in IMPLICIT and isinstance(rule, GradientDescentStep) \
             else {}
         ode = getattr(scipy.integrate, method)(field.fun, 0.0, prev.cpu().numpy().astype(np.float64), t_end,
@@ -259,6 +262,12 @@ def integrate(obj: Objective, rule: StepRule, solver: Any, theta0: torch.Tensor,
         if ode.status == "failed":
             term, detail, t_stop = Termination.INTEGRATOR_FAILED, str(ode.message), float(ode.t)
             break
+        if undamped:
+            try:
+                field.at(field._theta(ode.y), float(ode.t), True)
+            except _Stop as stop:
+                term, detail, t_stop = stop.term, stop.detail, stop.t
+                break
         dense = ode.dense_output() if ode.t_old is not None else None
         stop_here = None
         while k < steps and (grid[k] <= ode.t * (1 + 1e-14) or ode.status == "finished"):
