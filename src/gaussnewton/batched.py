@@ -361,8 +361,9 @@ def least_squares_batched(
 ) -> BatchedLeastSquaresResult:
     """Solve B independent problems ``min ½‖fun(x_b, *args_b)‖²`` by batched Levenberg–Marquardt.
 
-    Each problem follows the rules of ``gaussnewton.least_squares(..., method="lm")`` (Nielsen
-    damping with MINPACK's diag(JᵀJ) scaling, SciPy's ftol/xtol/gtol) and stops on its own;
+    Each problem follows the rules of ``gaussnewton.least_squares(..., method="lm")`` for
+    p ≤ 32 (Nielsen damping with MINPACK's diag(JᵀJ) scaling at every p here, SciPy's
+    ftol/xtol/gtol) and stops on its own;
     the B damped systems are solved by one batched Cholesky factorization per pass. See the
     module docstring for the algorithm.
 

@@ -118,9 +118,12 @@ def least_squares(
         ftol: relative cost-reduction tolerance (SciPy's definition); None or 0 disables.
         xtol: relative step tolerance; None or 0 disables.
         gtol: tolerance on the first-order optimality (‖grad‖∞; ‖v·grad‖∞ with bounds).
-        x_scale: None or ``"jac"`` (MINPACK's running maximum of the column norms of J, the
-            default here for every method, where SciPy's trf uses 1), or positive numbers
-            (p,): the trust region in the variables x / x_scale.
+        x_scale: None, ``"jac"`` (MINPACK's running maximum of the column norms of J) or
+            positive numbers (p,): the trust region in the variables x / x_scale. None: ``"jac"``
+            for p ≤ 32 (models with a few parameters of different units: NIST Misra1a has
+            x ≈ (250, 5e-4)), 1 (ρI) for p > 32 (networks and discretized fields, whose
+            columns share one kind; the running maximum over-damps a network, whose column
+            norms change by decades as units saturate). SciPy's trf uses 1 for every p.
         loss: ``"linear"``, ``"soft_l1"``, ``"huber"``, ``"cauchy"``, ``"arctan"`` or a callable
             ``loss(z) -> (3, N)`` (:class:`~gaussnewton.losses.RobustLoss`).
         f_scale: the soft margin C of the robust loss (> 0).
@@ -145,9 +148,10 @@ def least_squares(
             with status −2.
         workers: SciPy's ``workers`` for parallel finite differences (a map-like callable or
             an int; SciPy ≥ 1.16).
-        damping: the LM trust-region rule (default ``Nielsen(scaling="diag", fast_endgame=True, secant=True)``;
-            with an explicit ``x_scale`` array ``Nielsen(fast_endgame=True, secant=True)``), or for ``"gn"`` a
-            paper schedule or a number ρ ≥ 0.
+        damping: the LM trust-region rule (default ``Nielsen(scaling="diag", fast_endgame=True,
+            secant=True)``; ``Nielsen(fast_endgame=True, secant=True)`` (ρI) with an explicit
+            ``x_scale`` array or, when ``x_scale`` is None, for p > 32), or for ``"gn"`` a paper
+            schedule or a number ρ ≥ 0.
         solver: ``"auto"`` (p×p if N ≥ p, N×N if N < p, CG beyond ``memory_budget``),
             ``"normal"``, ``"kernel"``, ``"cg"``, ``"truncated_cg"``, ``"lstsq"`` or a LinearSolver.
         memory_budget: bytes allowed for the dense Jacobian and its Gram matrix.
@@ -473,10 +477,21 @@ def _sparsity(jac_sparsity: Any, n: int, p: int) -> Any:
     return mat, group_columns(mat)
 
 
+_JAC_SCALING_MAX_P = 32  # x_scale=None: MINPACK's diag(JᵀJ) scaling up to this many parameters, ρI beyond
+
+
 def _x_scale(x_scale: Any, x: torch.Tensor, is_op: bool) -> tuple[torch.Tensor | None, str]:
-    """(fixed D = 1/x_scale², or None) and the default-rule choice ``"jac"``/``"fixed"``."""
+    """(fixed D = 1/x_scale², or None) and the default-rule choice ``"jac"``/``"fixed"``.
+
+    With ``x_scale=None``, "jac" for p ≤ 32, ρI beyond (measured in docs/choosing.md: on the 42
+    NIST/MGH problems, p ≤ 11, diag scaling reaches the best cost on 39 and ρI on 38 (ρI stops
+    at xtol after tiny first steps on Misra1a from both starts; diag misses BoxBOD start 1); on
+    eight standard problems with
+    p = 50–100 and on networks ρI takes as many or fewer evaluations, and on the p = 1,008 tanh
+    network of benchmarks/BLACKBOX.md the diag scaling does not reach SciPy's cost in 150).
+    """
     if x_scale is None:
-        return None, "fixed" if is_op else "jac"
+        return None, "fixed" if is_op or x.shape[0] > _JAC_SCALING_MAX_P else "jac"
     if isinstance(x_scale, str):
         if x_scale != "jac":
             raise GaussNewtonError(f"`x_scale` must be 'jac' or array_like with positive numbers; got {x_scale!r}.")
