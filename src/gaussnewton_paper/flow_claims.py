@@ -71,7 +71,9 @@ def claim_5(runs: Runs) -> Claim:
             )
             if not abs(rel_win) <= RATE_TOL:
                 ok = False
-                misses.append(f"{SHORT[ds]} κ={row['damping_value']:g}")
+                drift = f"λ_min(K_t)/λ₀ down to {row['lambda_ratio_min']:.3f}"
+                misses.append(f"{SHORT[ds]} κ={row['damping_value']:g} ({rel_win:+.1%}; {drift}, which the "
+                              "fixed-K_0 prediction does not see)")
             if abs(rel_inf) > RATE_TOL:
                 far.append(f"{SHORT[ds]} κ={row['damping_value']:g} ({rel_inf:+.0%})")
         bound = all(row["bound_respected"] for _, row in dd + const)

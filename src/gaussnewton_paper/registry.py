@@ -272,7 +272,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Loss, λ_min(K_t)/λ₀ and ‖θ_t − θ_0‖ for GN with adaptive, data-based (κ = 0.1, 1, 10) and "
             "constant damping, GN-DT (η = 1), and gradient flow at its best stable step; α-scaling.",
             _fig2,
-            {"tiny": 10, "quick": 35, "full": 300},
+            {"tiny": 10, "quick": 35, "full": 270},
         ),
         Experiment(
             "fig3",
@@ -280,7 +280,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Loss and gap to the in-class optimum for α = 1, 4, 16, 64; final loss vs α (self-"
             "regularization) with the linearized limit R_lin; ‖θ − θ_0‖ vs α.",
             _fig3,
-            {"tiny": 6, "quick": 55, "full": 150},
+            {"tiny": 6, "quick": 55, "full": 170},
         ),
         Experiment(
             "sweep",
@@ -296,7 +296,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Undamped GN, p < n, α = 1 and 4 (quick/full; tiny: α = 1): the loss of Euler runs approaching the "
             "error-controlled flow as Δt shrinks (first order), and where Euler departs from it.",
             _dt,
-            {"tiny": 3, "quick": 30, "full": 60},
+            {"tiny": 3, "quick": 30, "full": 35},
         ),
         Experiment(
             "curvature",
