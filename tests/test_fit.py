@@ -230,6 +230,9 @@ def test_default_method_follows_the_damping():
     ref = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, method="gn", damping=0.1, steps=5)
     res = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, damping=0.1, steps=5)
     assert res.history["loss"] == ref.history["loss"]
+    euler = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, dynamics="euler", lr=0.5, steps=3)
+    assert euler.history["loss"] == gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, method="gn",
+                                           dynamics="euler", lr=0.5, steps=3).history["loss"]  # a flow: GN
     lm = gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, damping="marquardt", steps=5)
     assert lm.history["loss"] == gn.fit(gn.MLP(3, width=20, alpha=4.0, seed=0), X, y, method="lm",
                                         damping="marquardt", steps=5).history["loss"]

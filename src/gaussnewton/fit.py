@@ -135,10 +135,10 @@ def fit(
         X: inputs (tensor, array or list), n rows.
         y: targets (n,) (or (n, k)); class labels (n,) for ``loss="cross_entropy"``.
         method: ``"lm"`` (gain-ratio trust region, rejected steps retried, the cost never
-            rises; the default, unless ``damping`` is a paper schedule or a number: then
-            ``"gn"``), ``"gn"`` (the paper's GN-DT, eq. 13, every finite step accepted),
-            ``"gn_halving"`` (GN-DT with η halved until the cost decreases) or ``"gd"``
-            (gradient descent / gradient flow). A ``"gn"``/``"gd"`` run that ends above its
+            rises; the default, unless ``damping`` is a paper schedule or a number, or
+            ``dynamics`` is ``"euler"``/``"flow"``: then ``"gn"``), ``"gn"`` (the paper's
+            GN-DT, eq. 13, every finite step accepted), ``"gn_halving"`` (GN-DT with η halved
+            until the cost decreases) or ``"gd"`` (gradient descent / gradient flow). A ``"gn"``/``"gd"`` run that ends above its
             initial loss reports ``Termination.LOSS_INCREASED`` (success False).
         damping: schedule for ``"gn"``/``"gn_halving"`` (default: ρ = 0 if p < n,
             :class:`Adaptive` (κ = 1) if p ≥ n) or trust-region rule for ``"lm"`` (default
@@ -217,9 +217,9 @@ def fit(
         >>> res.loss < 1e-4 * res.initial_loss
         True
     """
-    method = check_choice("method", infer_method(damping) if method is None else method,
-                          ("gn", "gn_halving", "lm", "gd"))
     dynamics = check_choice("dynamics", dynamics, ("discrete", "euler", "flow"))
+    method = check_choice("method", infer_method(damping, dynamics != "discrete") if method is None else method,
+                          ("gn", "gn_halving", "lm", "gd"))
     lr = check_positive("lr", lr)
     steps = check_positive_int("steps", steps)
     if verbose not in (0, 1, 2):

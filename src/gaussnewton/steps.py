@@ -235,15 +235,20 @@ METHODS: dict[str, Method] = {
 """Method name → :class:`Method` (the one table behind ``fit``, ``least_squares`` and the optimizer)."""
 
 
-def infer_method(damping: DampingSchedule | str | float | None) -> str:
+def infer_method(damping: DampingSchedule | str | float | None, continuous: bool = False) -> str:
     """The method of a call that names none: ``"gn"`` for a paper schedule or a number, else ``"lm"``.
+
+    ``continuous``: the call integrates a flow (``dynamics="euler"``/``"flow"``), which a trust
+    region does not have: ``"gn"`` unless ``damping`` is a trust-region rule.
 
     Example:
         >>> infer_method(None), infer_method("adaptive"), infer_method(0.1), infer_method("marquardt")
         ('lm', 'gn', 'gn', 'lm')
+        >>> infer_method(None, continuous=True)
+        'gn'
     """
     if damping is None:
-        return "lm"
+        return "gn" if continuous else "lm"
     return "gn" if isinstance(get_damping(damping, "none"), Schedule) else "lm"
 
 
