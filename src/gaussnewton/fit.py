@@ -138,8 +138,9 @@ def fit(
             rises; the default, unless ``damping`` is a paper schedule or a number, or
             ``dynamics`` is ``"euler"``/``"flow"``: then ``"gn"``), ``"gn"`` (the paper's
             GN-DT, eq. 13, every finite step accepted), ``"gn_halving"`` (GN-DT with η halved
-            until the cost decreases) or ``"gd"`` (gradient descent / gradient flow). A ``"gn"``/``"gd"`` run that ends above its
-            initial loss reports ``Termination.LOSS_INCREASED`` (success False).
+            until the cost decreases) or ``"gd"`` (gradient descent / gradient flow). A
+            ``"gn"``/``"gd"`` run that ends above its initial loss reports
+            ``Termination.LOSS_INCREASED`` (success False).
         damping: schedule for ``"gn"``/``"gn_halving"`` (default: ρ = 0 if p < n,
             :class:`Adaptive` (κ = 1) if p ≥ n) or trust-region rule for ``"lm"`` (default
             :class:`Nielsen`); a number means a constant ρ. ρ is in the paper's units
